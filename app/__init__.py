@@ -1,0 +1,119 @@
+"""Ostiary: an OAuth 2.0 authorization server for AI agents and workloads."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
+
+from . import hashing, models, settings  # noqa: F401 (models register their tables)
+from .extensions import csrf, db, limiter, migrate
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(Exception):
+    """Ostiary cannot start; the message is one line for the operator."""
+
+
+def create_app(overrides: dict | None = None, *, dev: bool = False, check: bool = True) -> Flask:
+    """Build an app. ``dev`` may generate missing secrets into the instance folder
+    (the development server only); ``check`` verifies the database and keys."""
+    try:
+        values = settings.load(overrides)
+        if dev or not check:
+            from .devsecrets import fill_from_instance
+            fill_from_instance(values, generate=dev)
+        settings.require_secrets(values)
+    except settings.SettingsError as exc:
+        raise StartupError(str(exc)) from None
+
+    app = Flask(__name__, instance_path=values["INSTANCE_PATH"], template_folder="../templates",
+                static_folder="../static")
+    app.config.update(values)
+    app.config.update(
+        SQLALCHEMY_DATABASE_URI=values["DATABASE_URL"],
+        SQLALCHEMY_ENGINE_OPTIONS=_engine_options(values["DATABASE_URL"]),
+        MAX_CONTENT_LENGTH=values["MAX_BODY_BYTES"],
+        JSON_SORT_KEYS=False,
+    )
+    hashing.init(values["KEY_ENCRYPTION_KEY"])
+    db.init_app(app)
+    migrate.init_app(app, db, directory=_migrations_dir())
+    csrf.init_app(app)
+    limiter.init_app(app)
+    with app.app_context():
+        _configure_engine(db.engine)
+
+    from .keys import KeyStore, crypto
+    app.extensions["ostiary.aead"] = crypto.derive(values["KEY_ENCRYPTION_KEY"])
+    app.extensions["ostiary.keys"] = KeyStore(app.extensions["ostiary.aead"], values["KEY_CACHE_SECONDS"])
+
+    from . import errors, wellknown
+    errors.init_app(app)
+    app.register_blueprint(wellknown.bp)
+
+    from .cli import register_commands
+    register_commands(app)
+
+    if check:
+        with app.app_context():
+            startup_checks(app)
+    return app
+
+
+def startup_checks(app: Flask) -> None:
+    from .keys.crypto import WrongKeyEncryptionKey
+    from .migrations_state import current_revision, head_revision
+    url = db.engine.url.render_as_string(hide_password=True)
+    try:
+        revision = current_revision()
+    except OperationalError as exc:
+        raise StartupError(f"cannot reach the database at {url}: {exc.orig}".splitlines()[0]) from None
+    if revision != head_revision():
+        raise StartupError(f"the database at {url} is not at the current schema "
+                           f"(at {revision or 'nothing'}): run `ostiary init`")
+    try:
+        app.extensions["ostiary.keys"].check_decrypts()
+    except WrongKeyEncryptionKey:
+        raise StartupError("OSTIARY_KEY_ENCRYPTION_KEY does not decrypt the stored signing keys "
+                           "(wrong key-encryption key?)") from None
+    except LookupError as exc:
+        raise StartupError(str(exc)) from None
+    finally:
+        db.session.remove()
+
+
+def _migrations_dir() -> str:
+    from pathlib import Path
+    return str(Path(__file__).resolve().parent.parent / "migrations")
+
+
+def _engine_options(url: str) -> dict:
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 30, "check_same_thread": False}}
+    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10}
+
+
+def _configure_engine(engine) -> None:
+    if engine.dialect.name != "sqlite":
+        return
+
+    # SQLite: WAL for concurrent readers, and every transaction BEGIN IMMEDIATE so
+    # that a read-then-write transaction never fails to upgrade its lock (SQLite
+    # would answer SQLITE_BUSY at once instead of waiting). This serialises
+    # writers, which SQLite does anyway, and keeps the audit chain linear.
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")

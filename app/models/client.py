@@ -1,0 +1,64 @@
+"""A registered client (an agent or workload) and the approval that made it trusted."""
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..extensions import db
+from .types import UTCDateTime
+
+PENDING, ACTIVE, DENIED, SUSPENDED, EXPIRED, RETIRED = (
+    "pending", "active", "denied", "suspended", "expired", "retired")
+STATUSES = (PENDING, ACTIVE, DENIED, SUSPENDED, EXPIRED, RETIRED)
+
+
+class Client(db.Model):
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    created_at = mapped_column(UTCDateTime, nullable=False)
+    updated_at = mapped_column(UTCDateTime, nullable=False)
+    pending_expires_at = mapped_column(UTCDateTime)
+    # The registered metadata (RFC 7591 §2), as validated, statement claims applied.
+    client_metadata: Mapped[dict] = mapped_column(JSON, default=dict)
+    client_name: Mapped[str | None] = mapped_column(String(255))
+    token_endpoint_auth_method: Mapped[str] = mapped_column(String(32))
+    jwks: Mapped[dict | None] = mapped_column(JSON)
+    jwks_uri: Mapped[str | None] = mapped_column(Text)
+    secret_hash: Mapped[str | None] = mapped_column(String(64))
+    secret_expires_at = mapped_column(UTCDateTime)
+    registration_token_hash: Mapped[str] = mapped_column(String(64), index=True)
+    # Provenance: a verified software statement's publisher, or self-asserted.
+    software_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    software_statement: Mapped[str | None] = mapped_column(Text)
+    publisher_id: Mapped[int | None] = mapped_column(ForeignKey("publisher.id"), index=True)
+    registered_from: Mapped[str | None] = mapped_column(String(64), index=True)
+    review_flags: Mapped[list] = mapped_column(JSON, default=list)  # e.g. display strings with controls
+    # The current approval. No foreign key: client and approval reference each other,
+    # and a cycle of constraints would need deferred creation on PostgreSQL.
+    approval_id: Mapped[int | None] = mapped_column(Integer)
+
+    approval = relationship("Approval", primaryjoin="foreign(Client.approval_id) == Approval.id")
+    publisher = relationship("Publisher")
+
+    @property
+    def provenance(self) -> str:
+        return "publisher" if self.publisher_id else "self-asserted"
+
+
+class Approval(db.Model):
+    """The trust decision: who proofed the client, how, and what it may do."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("client.client_id"), index=True)
+    owner: Mapped[str] = mapped_column(String(255))
+    purpose: Mapped[str] = mapped_column(Text)
+    scopes: Mapped[list] = mapped_column(JSON)
+    audiences: Mapped[list] = mapped_column(JSON)
+    max_token_ttl: Mapped[int] = mapped_column(Integer)
+    expires_at = mapped_column(UTCDateTime, nullable=False)
+    review_at = mapped_column(UTCDateTime, nullable=False)
+    assurance_level: Mapped[int] = mapped_column(Integer)
+    proofing_method: Mapped[str] = mapped_column(String(64))
+    evidence: Mapped[str | None] = mapped_column(Text)
+    proofed_by: Mapped[str] = mapped_column(String(255))
+    approved_by: Mapped[str] = mapped_column(String(255))  # "admin:alice" or "policy:auto-approve"
+    approved_at = mapped_column(UTCDateTime, nullable=False)

@@ -1,0 +1,40 @@
+"""Trusted issuers: software publishers (statements) and workload-identity issuers."""
+from sqlalchemy import JSON, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ..extensions import db
+from .types import UTCDateTime
+
+
+class Publisher(db.Model):
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(255), unique=True)
+    jwks: Mapped[dict | None] = mapped_column(JSON)
+    jwks_uri: Mapped[str | None] = mapped_column(Text)
+    algorithms: Mapped[list] = mapped_column(JSON)
+    assurance_level: Mapped[int] = mapped_column(Integer)
+    created_at = mapped_column(UTCDateTime, nullable=False)
+
+
+class WorkloadIssuer(db.Model):
+    """Issuer of workload JWTs (SPIFFE JWT-SVID, Kubernetes, CI OIDC) accepted as subject tokens."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(255), unique=True)
+    jwks: Mapped[dict | None] = mapped_column(JSON)
+    jwks_uri: Mapped[str | None] = mapped_column(Text)
+    audience: Mapped[str] = mapped_column(String(255))
+    algorithms: Mapped[list] = mapped_column(JSON)
+    subject_pattern: Mapped[str | None] = mapped_column(String(255))  # fnmatch on `sub`; empty: any
+    created_at = mapped_column(UTCDateTime, nullable=False)
+
+
+class InitialAccessToken(db.Model):
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    max_uses: Mapped[int] = mapped_column(Integer)
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+    expires_at = mapped_column(UTCDateTime, nullable=False)
+    created_at = mapped_column(UTCDateTime, nullable=False)
+    created_by: Mapped[str] = mapped_column(String(255))
+    note: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,1 @@
+"""OAuth 2.0 protocol: Authlib server wiring, metadata, grants, tokens."""

@@ -1,0 +1,144 @@
+"""Settings: defaults < TOML file (``OSTIARY_CONFIG``) < ``OSTIARY_*`` environment.
+
+Every setting is read somewhere; a name that is not in ``DEFAULTS`` is refused,
+so a typo in a config file is a start-up error rather than a silent default.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ENV_PREFIX = "OSTIARY_"
+
+DEFAULTS: dict[str, object] = {
+    "ISSUER": "http://127.0.0.1:5000",
+    "DATABASE_URL": "",  # empty: SQLite in the instance folder
+    "SECRET_KEY": "",
+    "KEY_ENCRYPTION_KEY": "",
+    "INSTANCE_PATH": "instance",
+    "SIGNING_ALG": "ES256",
+    "KEY_CACHE_SECONDS": 30,  # how long a process trusts its view of the key set
+    "ACCESS_TOKEN_TTL": 300,
+    "MAX_BODY_BYTES": 64 * 1024,
+    "REGISTRATION_POLICY": "open",  # open | initial_access_token | software_statement
+    "REGISTRATION_RATE_LIMIT": "20 per minute",
+    "RATELIMIT_STORAGE_URI": "memory://",
+    "LOGIN_RATE_LIMIT": "10 per minute",
+    "PENDING_TTL": 3 * 24 * 3600,
+    "PENDING_CAP_PER_ADDRESS": 20,
+    "PENDING_CAP_PER_PUBLISHER": 200,
+    "CLIENT_SECRET_TTL": 90 * 24 * 3600,
+    "ALLOWED_AUTH_METHODS": ["private_key_jwt", "client_secret_basic", "client_secret_post"],
+    "AUTO_APPROVE": False,
+    "FETCH_ALLOW_HTTP_LOOPBACK": False,
+    "FETCH_TIMEOUT": 3.0,
+    "FETCH_MAX_BYTES": 64 * 1024,
+    "FETCH_CACHE_SECONDS": 300,
+    "ASSERTION_MAX_LIFETIME": 300,
+    "SCOPES_FILE": "",  # empty: config/scopes.toml shipped with Ostiary
+    "POLICY_FILE": "",  # empty: config/policy.toml shipped with Ostiary
+    "INCLUDE_OWNER_IN_TOKENS": True,
+    "CONSOLE_SESSION_MINUTES": 30,
+}
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message is one line for the operator."""
+
+
+def load(overrides: dict | None = None, environ=None) -> dict:
+    environ = os.environ if environ is None else environ
+    values = dict(DEFAULTS)
+    path = environ.get(ENV_PREFIX + "CONFIG")
+    if path:
+        values.update(_read_toml(Path(path)))
+    for name, default in DEFAULTS.items():
+        raw = environ.get(ENV_PREFIX + name)
+        if raw is not None:
+            values[name] = _coerce(name, raw, default)
+    values.update(overrides or {})
+    values["INSTANCE_PATH"] = str(Path(values["INSTANCE_PATH"]).resolve())
+    values["ISSUER"] = check_issuer(values["ISSUER"])
+    if not values["DATABASE_URL"]:
+        values["DATABASE_URL"] = "sqlite:///" + str(Path(values["INSTANCE_PATH"]) / "ostiary.db")
+    values["DATABASE_URL"] = _database_url(values["DATABASE_URL"])
+    if values["REGISTRATION_POLICY"] not in ("open", "initial_access_token", "software_statement"):
+        raise SettingsError(
+            "OSTIARY_REGISTRATION_POLICY must be open, initial_access_token or software_statement"
+        )
+    if values["SIGNING_ALG"] not in ("ES256", "RS256"):
+        raise SettingsError("OSTIARY_SIGNING_ALG must be ES256 or RS256")
+    return values
+
+
+def require_secrets(values: dict) -> None:
+    for name in ("SECRET_KEY", "KEY_ENCRYPTION_KEY"):
+        if not values.get(name):
+            raise SettingsError(f"{ENV_PREFIX}{name} is not set (see README, 'Production')")
+        if len(values[name]) < 32:
+            raise SettingsError(f"{ENV_PREFIX}{name} must be at least 32 characters of high-entropy text")
+
+
+def check_issuer(issuer: str) -> str:
+    """RFC 8414 §2: an https URL with no query or fragment; plain http only on loopback."""
+    parts = urlsplit(issuer)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise SettingsError(f"OSTIARY_ISSUER {issuer!r} is not an absolute http(s) URL")
+    if parts.query or parts.fragment or "#" in issuer:
+        raise SettingsError(f"OSTIARY_ISSUER {issuer!r} must not have a query or fragment (RFC 8414 §2)")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise SettingsError(f"OSTIARY_ISSUER {issuer!r} must use https unless it is on loopback")
+    return issuer.rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _database_url(url: str) -> str:
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    if not url.startswith(("sqlite:", "postgresql+psycopg:")):
+        raise SettingsError("OSTIARY_DATABASE_URL must be a sqlite: or postgresql: URL")
+    return url
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"cannot read OSTIARY_CONFIG {path}: {exc}") from None
+    values = {}
+    for key, value in data.items():
+        name = key.upper()
+        if name not in DEFAULTS:
+            raise SettingsError(f"unknown setting {key!r} in {path}")
+        values[name] = value
+    return values
+
+
+def _coerce(name: str, raw: str, default):
+    try:
+        if isinstance(default, bool):
+            if raw.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(raw)
+            return raw.lower() in ("1", "true", "yes", "on")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, list):
+            return [item.strip() for item in raw.split(",") if item.strip()]
+    except ValueError:
+        raise SettingsError(f"{ENV_PREFIX}{name}={raw!r} is not a valid {type(default).__name__}") from None
+    return raw
