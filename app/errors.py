@@ -41,8 +41,8 @@ def init_app(app: Flask) -> None:
             description = f"rate limit exceeded ({exc.description}); retry later"
         else:
             description = exc.description or exc.name
-        return json_error(exc.code or 500, CODES.get(exc.code, "invalid_request"), description,
-                          dict(exc.get_headers()) if exc.code in (405, 429) else None)
+        kept = {k: v for k, v in exc.get_headers() if k in ("Allow", "Retry-After")}
+        return json_error(exc.code or 500, CODES.get(exc.code, "invalid_request"), description, kept)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

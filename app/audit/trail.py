@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from contextlib import closing
 from typing import Iterator
 
 from flask import has_request_context, request
@@ -72,14 +73,15 @@ def _chain_new_events(session: Session, flush_context, instances) -> None:
 def verify() -> tuple[int, int | None, str | None]:
     """Walk the whole chain. Returns (events checked, first broken seq or None, why)."""
     prev_hash, expected_seq, count = GENESIS, 1, 0
-    for ev in _stream():
-        if ev.seq != expected_seq:
-            return count, expected_seq, f"event {expected_seq} is missing (next is {ev.seq})"
-        if ev.prev_hash != prev_hash:
-            return count, ev.seq, "prev_hash does not match the preceding event"
-        if event_hash(ev, prev_hash) != ev.hash:
-            return count, ev.seq, "content does not match its hash (edited)"
-        prev_hash, expected_seq, count = ev.hash, expected_seq + 1, count + 1
+    with closing(_stream()) as events:
+        for ev in events:
+            if ev.seq != expected_seq:
+                return count, expected_seq, f"event {expected_seq} is missing (next is {ev.seq})"
+            if ev.prev_hash != prev_hash:
+                return count, ev.seq, "prev_hash does not match the preceding event"
+            if event_hash(ev, prev_hash) != ev.hash:
+                return count, ev.seq, "content does not match its hash (edited)"
+            prev_hash, expected_seq, count = ev.hash, expected_seq + 1, count + 1
     head = db.session.get(AuditHead, HEAD_ID)
     if head is not None and (head.seq != count or head.hash != prev_hash):
         return count, count + 1, f"the trail ends at {count} but the head says {head.seq} (truncated)"
@@ -108,4 +110,8 @@ def _stream(**filters) -> Iterator[AuditEvent]:
     for name, value in filters.items():
         if value is not None:
             query = query.where(getattr(AuditEvent, name) == value)
-    yield from db.session.execute(query.execution_options(yield_per=500)).scalars()
+    result = db.session.execute(query.execution_options(yield_per=500))
+    try:
+        yield from result.scalars()
+    finally:
+        result.close()

@@ -1,0 +1,28 @@
+"""Gunicorn settings for production: ``gunicorn -c config/gunicorn.conf.py wsgi:app``.
+
+Every value can be overridden on the command line or with GUNICORN_CMD_ARGS.
+"""
+import multiprocessing
+import os
+
+bind = os.environ.get("OSTIARY_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("OSTIARY_WORKERS", multiprocessing.cpu_count() * 2))
+worker_class = "gthread"
+threads = int(os.environ.get("OSTIARY_THREADS", 2))
+# Load the app once in the master: start-up checks run once and stop gunicorn
+# with one clear line, and the decrypted signing key is shared by the workers.
+preload_app = True
+timeout = 30
+graceful_timeout = 10
+keepalive = 5
+accesslog = os.environ.get("OSTIARY_ACCESS_LOG")  # "-" for stdout; off by default
+forwarded_allow_ips = os.environ.get("OSTIARY_FORWARDED_ALLOW_IPS", "127.0.0.1")
+limit_request_line = 8190
+
+
+def post_fork(server, worker):
+    # Connections opened by the master must not be shared with the forked workers.
+    import wsgi
+    from app.extensions import db
+    with wsgi.app.app_context():
+        db.engine.dispose(close=False)

@@ -1,0 +1,138 @@
+"""Fixtures: an app per test on SQLite and on the real PostgreSQL, and real servers.
+
+Every database test runs twice, on SQLite and on PostgreSQL (127.0.0.1:5432,
+database ``test``; ``OSTIARY_TEST_PG`` overrides). PostgreSQL unreachable is a
+failure, never a skip. Each pytest session works in its own PostgreSQL
+database, so parallel runs on one machine do not meet.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from app import clock, create_app
+from app.cli import initialise
+from app.extensions import db
+from app.keys import ensure_keys
+
+from .servers import TEST_SECRETS, start_server
+
+PG_ADMIN_URL = os.environ.get("OSTIARY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def new_pg_database():
+    """Makes fresh PostgreSQL databases (dropped at the end of the session); returns their URLs."""
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is unreachable: {exc}", pytrace=False)
+    made = []
+
+    def new() -> str:
+        name = f"ostiary_test_{uuid.uuid4().hex[:12]}"
+        admin.execute(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        return f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+
+    try:
+        yield new
+    finally:
+        for name in made:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture(scope="session")
+def pg_database(new_pg_database):
+    return new_pg_database()
+
+
+@pytest.fixture(scope="session")
+def templates(tmp_path_factory, pg_database):
+    """A migrated, keyed database per backend, made once; tests get a copy or a reset."""
+    sqlite_dir = tmp_path_factory.mktemp("template")
+    made = {}
+    for backend, url in (("sqlite", f"sqlite:///{sqlite_dir}/ostiary.db"), ("postgresql", pg_database)):
+        app = create_app(_overrides(sqlite_dir, url), check=False)
+        initialise(app)
+        with app.app_context():
+            db.engine.dispose()  # the last connection's close checkpoints SQLite's WAL into the file
+        made[backend] = url
+    return made
+
+
+def _overrides(instance, url, **extra):
+    return {"INSTANCE_PATH": str(instance), "DATABASE_URL": url, **TEST_SECRETS,
+            "RATELIMIT_STORAGE_URI": "memory://", **extra}
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    return request.param
+
+
+@pytest.fixture
+def settings():
+    """Per-test setting overrides; set keys before the ``app`` fixture is built."""
+    return {}
+
+
+@pytest.fixture
+def app(backend, templates, tmp_path, settings):
+    clock.reset()
+    if backend == "sqlite":
+        src = templates["sqlite"].removeprefix("sqlite:///")
+        shutil.copy(src, tmp_path / "ostiary.db")
+        url = f"sqlite:///{tmp_path}/ostiary.db"
+    else:
+        url = templates["postgresql"]
+    app = create_app(_overrides(tmp_path, url, **settings), check=False)
+    app.config["TESTING"] = True
+    if backend == "postgresql":
+        with app.app_context():
+            _reset_postgres(app)
+    with app.app_context():
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+    clock.reset()
+
+
+def _reset_postgres(app):
+    """Empty every table but the schema version, as a fresh `ostiary init` leaves it."""
+    tables = [t.name for t in db.metadata.sorted_tables]
+    db.session.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+    db.session.execute(text("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, :h)"), {"h": "0" * 64})
+    db.session.commit()
+    ensure_keys(app.config["SIGNING_ALG"], app.extensions["ostiary.aead"])
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory):
+    """A real gunicorn server on SQLite, shared by the e2e tests of a session."""
+    with start_server(tmp_path_factory.mktemp("live")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def live_server_pg(tmp_path_factory, new_pg_database):
+    """A real gunicorn server on a PostgreSQL database of its own."""
+    with start_server(tmp_path_factory.mktemp("live-pg"), database_url=new_pg_database()) as server:
+        yield server

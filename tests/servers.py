@@ -1,0 +1,101 @@
+"""Real Ostiary server processes for end-to-end tests: `ostiary init`, then gunicorn."""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+TEST_SECRETS = {"SECRET_KEY": "test-secret-key-" + "s" * 32,
+                "KEY_ENCRYPTION_KEY": "test-key-encryption-key-" + "k" * 32}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    url: str
+    env: dict
+    log: Path
+    proc: subprocess.Popen | None = None
+    extra_args: list = field(default_factory=list)
+
+    def start(self, timeout: float = 30) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [str(BIN / "gunicorn"), "-c", "config/gunicorn.conf.py", *self.extra_args, "wsgi:app"],
+                cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log.read_text()}")
+            with contextlib.suppress(requests.ConnectionError):
+                if requests.get(self.url + "/health", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError(f"server did not become healthy:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: master and workers, no clean shutdown."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
+        """Run `ostiary …` against this server's database and settings."""
+        return subprocess.run([str(BIN / "ostiary"), *args], cwd=ROOT, env=self.env, input=input,
+                              capture_output=True, text=True, timeout=60)
+
+
+def server_env(instance: Path, port: int, database_url: str | None = None, **settings) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OSTIARY_")}
+    env.update({"OSTIARY_" + k: v for k, v in TEST_SECRETS.items()})
+    env.update({
+        "OSTIARY_ISSUER": f"http://127.0.0.1:{port}",
+        "OSTIARY_INSTANCE_PATH": str(instance),
+        "OSTIARY_BIND": f"127.0.0.1:{port}",
+        "OSTIARY_WORKERS": "2",
+        "OSTIARY_FETCH_ALLOW_HTTP_LOOPBACK": "true",
+    })
+    if database_url:
+        env["OSTIARY_DATABASE_URL"] = database_url
+    env.update({"OSTIARY_" + k: str(v) for k, v in settings.items()})
+    return env
+
+
+@contextlib.contextmanager
+def start_server(instance: Path, database_url: str | None = None, port: int | None = None,
+                 **settings):
+    port = port or free_port()
+    server = Server(url=f"http://127.0.0.1:{port}",
+                    env=server_env(instance, port, database_url, **settings),
+                    log=instance / "server.log")
+    init = server.cli("init")
+    if init.returncode != 0:
+        raise RuntimeError(f"ostiary init failed: {init.stderr}")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
