@@ -53,6 +53,12 @@ def create_app(overrides: dict | None = None, *, dev: bool = False, check: bool 
     from . import errors, wellknown
     errors.init_app(app)
     app.register_blueprint(wellknown.bp)
+    from .registration.views import bp as registration_bp
+    app.register_blueprint(registration_bp)
+    from . import oauth
+    oauth.init_app(app)
+    from . import console
+    console.init_app(app)
 
     from .cli import register_commands
     register_commands(app)

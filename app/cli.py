@@ -86,7 +86,11 @@ def run_command(host: str, port: int):
 
 
 def register_commands(app) -> None:
-    for command in (init_command, keys_group, admin_group):
+    from .audit.cli import audit_group
+    from .oauth.cli import COMMANDS as token_commands
+    from .registration.cli import COMMANDS as registration_commands
+    for command in (init_command, keys_group, admin_group, audit_group, *registration_commands,
+                    *token_commands):
         app.cli.add_command(command)
 
 

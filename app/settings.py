@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 ENV_PREFIX = "OSTIARY_"
+RATELIMIT_SCHEMES = ("memory://", "redis://", "rediss://", "redis+sentinel://", "redis+cluster://")
 
 DEFAULTS: dict[str, object] = {
     "ISSUER": "http://127.0.0.1:5000",
@@ -25,7 +26,10 @@ DEFAULTS: dict[str, object] = {
     "MAX_BODY_BYTES": 64 * 1024,
     "REGISTRATION_POLICY": "open",  # open | initial_access_token | software_statement
     "REGISTRATION_RATE_LIMIT": "20 per minute",
-    "RATELIMIT_STORAGE_URI": "memory://",
+    "RATELIMIT_STORAGE_URI": "memory://",  # redis://host:6379 to share limits between instances
+    "RATELIMIT_KEY_PREFIX": "ostiary",  # keeps issuers that share one Redis apart
+    # Redis down: keep serving with per-process limits rather than answering 500.
+    "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
     "LOGIN_RATE_LIMIT": "10 per minute",
     "PENDING_TTL": 3 * 24 * 3600,
     "PENDING_CAP_PER_ADDRESS": 20,
@@ -33,6 +37,7 @@ DEFAULTS: dict[str, object] = {
     "CLIENT_SECRET_TTL": 90 * 24 * 3600,
     "ALLOWED_AUTH_METHODS": ["private_key_jwt", "client_secret_basic", "client_secret_post"],
     "AUTO_APPROVE": False,
+    "AUTO_APPROVE_TTL": 30 * 24 * 3600,  # how long a policy approval lasts before review
     "FETCH_ALLOW_HTTP_LOOPBACK": False,
     "FETCH_TIMEOUT": 3.0,
     "FETCH_MAX_BYTES": 64 * 1024,
@@ -69,6 +74,8 @@ def load(overrides: dict | None = None, environ=None) -> dict:
         raise SettingsError(
             "OSTIARY_REGISTRATION_POLICY must be open, initial_access_token or software_statement"
         )
+    if not str(values["RATELIMIT_STORAGE_URI"]).startswith(RATELIMIT_SCHEMES):
+        raise SettingsError("OSTIARY_RATELIMIT_STORAGE_URI must be memory:// or a redis:// URL")
     if values["SIGNING_ALG"] not in ("ES256", "RS256"):
         raise SettingsError("OSTIARY_SIGNING_ALG must be ES256 or RS256")
     return values

@@ -17,6 +17,11 @@ graceful_timeout = 10
 keepalive = 5
 accesslog = os.environ.get("OSTIARY_ACCESS_LOG")  # "-" for stdout; off by default
 forwarded_allow_ips = os.environ.get("OSTIARY_FORWARDED_ALLOW_IPS", "127.0.0.1")
+# Behind N reverse proxies (TLS termination), take the client address and scheme from the
+# last N X-Forwarded-For/-Proto entries, so rate limits, pending caps and the audit trail see
+# the client and not the proxy. Leave 0 when clients can reach gunicorn directly: the
+# headers would then be the client's to forge.
+proxy_hops = int(os.environ.get("OSTIARY_PROXY_HOPS", 0))
 limit_request_line = 8190
 
 
@@ -26,3 +31,9 @@ def post_fork(server, worker):
     from app.extensions import db
     with wsgi.app.app_context():
         db.engine.dispose(close=False)
+
+
+def post_worker_init(worker):
+    if proxy_hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        worker.wsgi = ProxyFix(worker.wsgi, x_for=proxy_hops, x_proto=proxy_hops)

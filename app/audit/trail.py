@@ -17,7 +17,7 @@ from contextlib import closing
 from typing import Iterator
 
 from flask import has_request_context, request
-from sqlalchemy import event, select
+from sqlalchemy import bindparam, event, insert, select, update
 from sqlalchemy.orm import Session
 
 from .. import clock
@@ -28,17 +28,40 @@ log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
 HEAD_ID = 1
+HEAD = AuditHead.__table__
+# Built once: constructing them per request cost as much as running them.
+LOCK_HEAD = select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == HEAD_ID).with_for_update()
+MOVE_HEAD = update(HEAD).where(HEAD.c.id == HEAD_ID).values(seq=bindparam("to_seq"),
+                                                            hash=bindparam("to_hash"))
 
 
 def record(event_type: str, actor: str, *, client_id: str | None = None, jti: str | None = None,
            task_id: str | None = None, decision: str | None = None, reason: str | None = None,
            data: dict | None = None, session: Session | None = None) -> AuditEvent:
+    """Add an event to the caller's transaction (no commit).
+
+    Values may come from a request that was refused (an unknown ``client_id``
+    someone sent), so they are made storable: an audit write must never turn a
+    refusal into a 500.
+    """
     address = request.remote_addr if has_request_context() else None
-    ev = AuditEvent(at=clock.now(), event_type=event_type, actor=actor, client_id=client_id,
-                    jti=jti, task_id=task_id, decision=decision, reason=reason,
-                    address=address, data=data or {})
+    fields = {"event_type": event_type, "actor": actor, "client_id": client_id, "jti": jti,
+              "task_id": task_id, "decision": decision, "reason": reason, "address": address}
+    ev = AuditEvent(at=clock.now(), data=data or {},
+                    **{name: _storable(name, value) for name, value in fields.items()})
     (session or db.session).add(ev)
     return ev
+
+
+def _storable(name: str, value: str | None) -> str | None:
+    """PostgreSQL text holds no NUL; bounded columns are cut, marked with an ellipsis."""
+    if value is None:
+        return None
+    value = str(value).replace("\x00", "\ufffd")
+    limit = getattr(AuditEvent.__table__.c[name].type, "length", None)
+    if limit and len(value) > limit:
+        value = value[:limit - 1] + "\u2026"
+    return value
 
 
 def event_hash(ev: AuditEvent, prev_hash: str) -> str:
@@ -56,18 +79,20 @@ def _chain_new_events(session: Session, flush_context, instances) -> None:
     new = [obj for obj in session.new if isinstance(obj, AuditEvent) and obj.seq is None]
     if not new:
         return
-    with session.no_autoflush:
-        head = session.execute(
-            select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()
-        ).scalar_one_or_none()
-        if head is None:  # first event ever; init created the row in normal operation
-            head = AuditHead(id=HEAD_ID, seq=0, hash=GENESIS)
-            session.add(head)
-        for ev in sorted(new, key=lambda e: e.at):
-            ev.seq = head.seq + 1
-            ev.prev_hash = head.hash
-            ev.hash = event_hash(ev, head.hash)
-            head.seq, head.hash = ev.seq, ev.hash
+    # Core statements rather than an ORM AuditHead: this runs on every audited request
+    # (the token endpoint's hot path), and the unit of work's bookkeeping for the head
+    # row cost more than its two statements.
+    connection = session.connection()
+    row = connection.execute(LOCK_HEAD).first()
+    seq, prev = row if row is not None else (0, GENESIS)
+    for ev in sorted(new, key=lambda e: e.at):
+        seq += 1
+        ev.seq, ev.prev_hash = seq, prev
+        ev.hash = prev = event_hash(ev, prev)
+    if row is None:  # first event ever; `ostiary init` creates the row in normal operation
+        connection.execute(insert(HEAD).values(id=HEAD_ID, seq=seq, hash=prev))
+    else:
+        connection.execute(MOVE_HEAD, {"to_seq": seq, "to_hash": prev})
 
 
 def verify() -> tuple[int, int | None, str | None]:
@@ -82,15 +107,25 @@ def verify() -> tuple[int, int | None, str | None]:
             if event_hash(ev, prev_hash) != ev.hash:
                 return count, ev.seq, "content does not match its hash (edited)"
             prev_hash, expected_seq, count = ev.hash, expected_seq + 1, count + 1
-    head = db.session.get(AuditHead, HEAD_ID)
+    head = head_row()
     if head is not None and (head.seq != count or head.hash != prev_hash):
         return count, count + 1, f"the trail ends at {count} but the head says {head.seq} (truncated)"
     return count, None, None
 
 
-def export_jsonl(out, **filters) -> int:
+def head_row():
+    """(seq, hash) of the last event as the head row records it, or None before the first."""
+    return db.session.execute(select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == HEAD_ID)).first()
+
+
+def export_jsonl(out, *, since=None, **filters) -> int:
+    """Write matching events as JSON Lines, oldest first.
+
+    ``filters`` are equalities on columns (``client_id``, ``actor``, ``event_type``);
+    ``since`` is a lower bound on ``at``.
+    """
     n = 0
-    for ev in _stream(**filters):
+    for ev in _stream(since=since, **filters):
         out.write(json.dumps(as_dict(ev), sort_keys=True) + "\n")
         n += 1
     return n
@@ -105,8 +140,10 @@ def as_dict(ev: AuditEvent) -> dict:
     }
 
 
-def _stream(**filters) -> Iterator[AuditEvent]:
+def _stream(since=None, **filters) -> Iterator[AuditEvent]:
     query = select(AuditEvent).order_by(AuditEvent.seq)
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
     for name, value in filters.items():
         if value is not None:
             query = query.where(getattr(AuditEvent, name) == value)

@@ -1,0 +1,61 @@
+"""Console: search the audit trail, export it as JSON Lines, verify its hash chain."""
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, time, timedelta, timezone
+
+from flask import Response, render_template, request, stream_with_context, url_for
+
+from ..audit import trail
+from ..extensions import db
+from ..models import AuditEvent
+from . import bp
+from .forms import AuditSearchForm
+from .queries import AUDIT_PAGE, audit_page, audit_query
+
+log = logging.getLogger(__name__)
+
+
+def _filters(form: AuditSearchForm) -> dict:
+    def day(value, extra_days=0):
+        if value is None:
+            return None
+        return datetime.combine(value, time.min, tzinfo=timezone.utc) + timedelta(days=extra_days)
+    return {"client_id": form.client_id.data or None, "actor": form.actor.data or None,
+            "event_type": form.event_type.data or None, "since": day(form.since.data),
+            "until": day(form.until.data, 1)}
+
+
+@bp.get("/audit")
+def audit():
+    form = AuditSearchForm(request.args)
+    valid = form.validate()
+    events = audit_page(audit_query(**_filters(form)), request.args.get("before", type=int)) if valid else []
+    older = None
+    if len(events) == AUDIT_PAGE:
+        args = {k: v for k, v in request.args.items() if k != "before"}
+        older = url_for("console.audit", before=events[-1].seq, **args)
+    return render_template("console/audit.html", form=form, events=events, chain=None, older=older)
+
+
+@bp.get("/audit/export.jsonl")
+def audit_export():
+    """JSON Lines, oldest first, with each event's hashes so the export can be checked offline."""
+    form = AuditSearchForm(request.args)
+    filters = _filters(form) if form.validate() else {}
+    query = audit_query(**filters).order_by(None).order_by(AuditEvent.seq)
+
+    def lines():
+        for event in db.session.execute(query.execution_options(yield_per=500)).scalars():
+            yield json.dumps(trail.as_dict(event), sort_keys=True) + "\n"
+
+    return Response(stream_with_context(lines()), mimetype="application/jsonl",
+                    headers={"Content-Disposition": 'attachment; filename="ostiary-audit.jsonl"'})
+
+
+@bp.get("/audit/verify")
+def audit_verify():
+    count, broken, why = trail.verify()
+    return render_template("console/audit.html", form=AuditSearchForm(), events=[],
+                           chain={"count": count, "broken": broken, "why": why})

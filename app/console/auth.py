@@ -1,0 +1,106 @@
+"""Console sign-in: argon2 passwords (``app.admins``), Flask-Login sessions, audited attempts."""
+from __future__ import annotations
+
+import logging
+
+from flask import current_app, flash, g, redirect, render_template, request, session, url_for
+from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
+
+from .. import admins, audit, clock
+from ..extensions import db, limiter
+from ..models import Admin
+from . import bp
+from .forms import LoginForm
+
+log = logging.getLogger(__name__)
+
+login_manager = LoginManager()
+login_manager.login_view = "console.login"
+login_manager.login_message = "Log in to use the console."
+login_manager.session_protection = "strong"
+
+
+class ConsoleUser(UserMixin):
+    def __init__(self, admin: Admin):
+        self.id = str(admin.id)
+        self.username = admin.username
+
+    @property
+    def actor(self) -> str:
+        return f"admin:{self.username}"
+
+
+@login_manager.user_loader
+def _load(user_id: str):
+    admin = db.session.get(Admin, int(user_id)) if user_id.isdigit() else None
+    return ConsoleUser(admin) if admin else None
+
+
+def actor() -> str:
+    """The audit actor of the signed-in administrator: ``admin:<username>``."""
+    return current_user.actor
+
+
+@bp.before_request
+def _require_login():
+    """Every console page but the login page needs a signed-in administrator (deny by default)."""
+    if request.endpoint != "console.login" and not current_user.is_authenticated:
+        return login_manager.unauthorized()
+    return None
+
+
+def _login_limit() -> str:
+    return current_app.config["LOGIN_RATE_LIMIT"]
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a console path: never an open redirect to another site."""
+    if target and target.startswith("/console") and "//" not in target and "\\" not in target:
+        return target
+    return url_for("console.pending")
+
+
+def _clear_session() -> None:
+    session.clear()
+    g.pop("csrf_token", None)  # Flask-WTF caches the token of the old session for this context
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(_login_limit, methods=["POST"])
+def login():
+    if current_user.is_authenticated:
+        return redirect(url_for("console.pending"))
+    form = LoginForm()
+    if form.validate_on_submit():
+        admin = admins.authenticate(form.username.data, form.password.data)
+        name = form.username.data[:64]
+        if admin is None:
+            audit.record("admin.login_failed", f"admin:{name}", decision="deny",
+                         reason="wrong username or password")
+            db.session.commit()
+            log.info("console login failed for %r from %r", name, request.remote_addr)
+            form.password.errors.append("Wrong username or password.")
+            return render_template("console/login.html", form=form), 401
+        admin.last_login_at = clock.now()
+        audit.record("admin.login", f"admin:{admin.username}", decision="allow")
+        db.session.commit()
+        _clear_session()  # nothing from before the login survives it
+        session.permanent = True  # expires after CONSOLE_SESSION_MINUTES without a request
+        login_user(ConsoleUser(admin))
+        return redirect(_safe_next(request.args.get("next")), 303)
+    return render_template("console/login.html", form=form)
+
+
+@bp.post("/logout")
+def logout():
+    audit.record("admin.logout", actor())
+    db.session.commit()
+    logout_user()
+    _clear_session()
+    flash("You are logged out.")
+    return redirect(url_for("console.login"), 303)
+
+
+@bp.get("/")
+def index():
+    return redirect(url_for("console.pending"))

@@ -1,0 +1,134 @@
+"""Client authentication with ``private_key_jwt`` (RFC 7523 §2.2, §3; OIDC Core §9).
+
+Authlib's ``JWTBearerClientAssertion`` does the parsing; Ostiary tightens it:
+
+- ``aud`` must be this issuer's identifier (draft-ietf-oauth-rfc7523bis, against audience
+  injection) or, for compatibility, the token endpoint URL, and nothing else;
+- the assertion lives at most ``ASSERTION_MAX_LIFETIME`` seconds (``exp`` - ``iat``, or
+  ``exp`` - now without ``iat``), timed by ``app.clock``;
+- ``jti`` is required and single use: it is INSERTed into ``assertion_jti`` inside the request's
+  one write transaction, so the primary key makes the check atomic across processes and
+  instances (eight concurrent copies yield one token; Hydra CVE-2020-5300);
+- the key is one of the client's registered keys, chosen by ``kid``; ``jwk``, ``jku`` and
+  ``x5u`` headers are never followed; only asymmetric algorithms are accepted.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import datetime, timezone
+
+from authlib.oauth2.rfc6749.errors import InvalidClientError
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from flask import current_app
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+
+from .. import clock
+from ..extensions import db
+from ..models import AssertionJti
+from ..registration.keys import ASYMMETRIC_ALGS
+from .jwks import registered_keys
+
+log = logging.getLogger(__name__)
+
+AUTH_METHOD = "private_key_jwt"
+LEEWAY = 30  # clock skew allowed on exp/nbf/iat, seconds
+PURGE_ONE_IN = 256
+
+
+class PrivateKeyJWT(JWTBearerClientAssertion):
+    CLIENT_AUTH_METHOD = AUTH_METHOD
+
+    def __init__(self):
+        super().__init__(validate_jti=True, leeway=LEEWAY)
+
+    def get_audiences(self):
+        issuer = current_app.config["ISSUER"]
+        return [issuer, issuer + "/token"]
+
+    def resolve_client_public_key(self, client) -> RegisteredKeys:
+        """The client's registered keys; a key the assertion names in its header is never used."""
+        keys = registered_keys(client.row.jwks, client.row.jwks_uri)
+        if keys is None:
+            raise InvalidClientError(description="the client's registered keys cannot be used")
+        alg = (client.row.client_metadata or {}).get("token_endpoint_auth_signing_alg")
+        return RegisteredKeys(keys, alg)
+
+    def process_assertion_claims(self, assertion, resolve_key: RegisteredKeys):
+        try:
+            token = jwt.decode(assertion, resolve_key.pick, algorithms=ASYMMETRIC_ALGS)
+        except JoseError as exc:
+            log.debug("client assertion refused: %r", exc)
+            raise InvalidClientError(description=f"the client assertion is invalid: {_clean(exc)}") from None
+        self.verify_claims(token.claims)
+        return token.claims
+
+    def verify_claims(self, claims):
+        registry = jwt.JWTClaimsRegistry(
+            now=lambda: int(clock.timestamp()), leeway=self.leeway,
+            iss={"essential": True}, sub={"essential": True}, exp={"essential": True},
+            jti={"essential": True}, aud={"essential": True, "values": self.get_audiences()})
+        try:
+            registry.validate(claims)
+        except JoseError as exc:
+            raise InvalidClientError(
+                description=f"the client assertion is invalid: {_clean(exc)}") from None
+        if claims["sub"] != claims["iss"]:
+            raise InvalidClientError(description="the client assertion's iss and sub must both be the client_id")
+        aud = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+        if any(a not in self.get_audiences() for a in aud):
+            raise InvalidClientError(description="the client assertion's aud must be this issuer only")
+        start = claims.get("iat", clock.timestamp())
+        if claims["exp"] - start > current_app.config["ASSERTION_MAX_LIFETIME"]:
+            raise InvalidClientError(
+                description=f"the client assertion lives longer than "
+                            f"{current_app.config['ASSERTION_MAX_LIFETIME']} seconds")
+        if not isinstance(claims["jti"], str) or not 0 < len(claims["jti"]) <= 255:
+            raise InvalidClientError(description="the client assertion's jti must be a short string")
+        if not self.validate_jti(claims, claims["jti"]):
+            raise InvalidClientError(description="the client assertion was already used (jti replay)")
+
+    def validate_jti(self, claims, jti):
+        """INSERT the jti in the request's transaction; a concurrent copy waits on the primary
+        key and fails when the first commits. The row outlives the assertion (plus leeway)."""
+        expires = datetime.fromtimestamp(claims["exp"] + self.leeway, tz=timezone.utc)
+        if secrets.randbelow(PURGE_ONE_IN) == 0:
+            # Rows of expired assertions protect nothing (exp already refuses them); sweeping
+            # them now and then keeps the table small without a statement on every request.
+            db.session.execute(delete(AssertionJti).where(AssertionJti.expires_at < clock.now()))
+        db.session.add(AssertionJti(client_id=claims["sub"], jti=jti, expires_at=expires))
+        try:
+            db.session.flush()
+        except IntegrityError:
+            db.session.rollback()  # nothing else is pending yet: only the client was read
+            return False
+        return True
+
+
+class RegisteredKeys:
+    """The keys a client registered, and the one algorithm it registered for assertions, if any."""
+
+    def __init__(self, keys: KeySet, alg: str | None):
+        self.keys, self.alg = keys, alg
+
+    def pick(self, obj):
+        """joserfc key resolver: the registered key the ``kid`` names (or the only one)."""
+        headers = obj.headers()
+        if self.alg and headers.get("alg") != self.alg:
+            raise InvalidClientError(description=f"the client registered {self.alg} for its assertions")
+        kid = headers.get("kid")
+        candidates = [k for k in self.keys.keys if kid is None or kid in (k.kid, k.thumbprint())]
+        if len(candidates) != 1:
+            raise InvalidClientError(
+                description="the assertion's kid names none of the client's registered keys" if kid
+                else "the assertion has no kid and the client registered several keys")
+        return candidates[0]
+
+
+def _clean(exc: JoseError) -> str:
+    """An error_description may not carry double quotes or backslashes (RFC 6749 §5.2)."""
+    return (exc.description or exc.error or "unreadable").replace('"', "'").replace("\\", "/")

@@ -1,0 +1,39 @@
+"""RFC 6749 §4.4 client credentials, minting RFC 9068 JWT access tokens.
+
+Budget (DESIGN.md principle 8): one indexed read of the client with its approval, one write
+transaction (token row, audit event, the assertion's jti), one signature.
+"""
+from __future__ import annotations
+
+import logging
+
+from authlib.oauth2.rfc6749 import grants
+
+from ...policy import within_approval
+from ..errors import InvalidAuthorizationDetailsError
+from ..rfc9068 import mint
+from .base import OstiaryGrantMixin
+
+log = logging.getLogger(__name__)
+
+
+class ClientCredentialsGrant(OstiaryGrantMixin, grants.ClientCredentialsGrant):
+    def validate_token_request(self):
+        """Scopes (RFC 6749 §3.3) and targets (RFC 8707) must lie within the approval; none
+        asked means the approval's own, never more."""
+        client = self.authenticate_for_grant()
+        if self.request.payload.data.get("authorization_details"):
+            raise InvalidAuthorizationDetailsError(
+                "task intents (agent_task) are granted by token exchange, not client_credentials")
+        approval = client.approval
+        self.enforce(within_approval(approved_scopes=approval.scopes, approved_audiences=approval.audiences,
+                                     scopes=self.requested_scopes(), audiences=self.requested_audiences()))
+
+    def create_token_response(self):
+        granted = self.request.decision.granted
+        approval = self.client.approval
+        minted = mint(client_id=self.client.client_id, subject=self.client.client_id,
+                      scopes=granted["scopes"], audience=granted["audiences"], ttl=self.base_ttl(),
+                      grant_type=self.GRANT_TYPE, owner=approval.owner)
+        self.issue(minted, "token.issued")
+        return 200, minted.response(), self.TOKEN_RESPONSE_HEADER

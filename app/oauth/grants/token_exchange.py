@@ -1,0 +1,248 @@
+"""RFC 8693 token exchange, scoped to one task's intent (RFC 9396 ``agent_task``).
+
+Authlib ships no RFC 8693 grant; this one is written on its ``BaseGrant`` and
+``TokenEndpointMixin`` like its own grants. Exchange only narrows: scopes within the subject
+token's and the approval's, one audience within both, a life within the subject token's and
+the policy's, authorization details within the subject token's task. A subject token issued to
+another client, and any ``actor_token``, need the subject token's ``may_act`` or a policy
+delegation rule to name the caller (Keycloak CVE-2022-1245 let any client exchange any token);
+a workload JWT needs a policy workload rule binding its identity to the caller.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+
+from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError, InvalidScopeError
+from authlib.oauth2.rfc6749.grants import BaseGrant
+from authlib.oauth2.rfc6749.grants.base import TokenEndpointMixin
+from flask import current_app
+
+from ... import clock
+from ...models import IssuedToken, Task
+from ...policy import agent_task
+from ...policy.agent_task import _safe
+from ...policy.rules import PolicyError, load
+from .. import rfc9068, tokens, workload
+from ..clients import TOKEN_EXCHANGE
+from ..errors import InvalidAuthorizationDetailsError, InvalidTargetError, PolicyUnavailableError
+from .base import OstiaryGrantMixin
+
+log = logging.getLogger(__name__)
+
+ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token"
+JWT = "urn:ietf:params:oauth:token-type:jwt"
+SUPPORTED_TOKEN_TYPES = (ACCESS_TOKEN, JWT)
+
+
+@dataclass
+class Presented:
+    """A subject or actor token that verified: who it speaks for and what it holds."""
+
+    sub: str
+    exp: int
+    claims: dict
+    row: IssuedToken | None = None      # ours; None for a workload JWT
+    scopes: list | None = None          # ours only: a workload JWT carries no grant
+    audiences: list | None = None
+    task: dict | None = None
+    binding: str | None = None          # workload JWTs: the policy rule binding it to the caller
+
+    @property
+    def ours(self) -> bool:
+        return self.row is not None
+
+    @property
+    def holder(self) -> str:
+        """Whose token it is: the client it was issued to, or the workload's subject."""
+        return self.row.client_id if self.ours else self.sub
+
+
+class TokenExchangeGrant(OstiaryGrantMixin, BaseGrant, TokenEndpointMixin):
+    GRANT_TYPE = TOKEN_EXCHANGE
+
+    def validate_token_request(self):
+        """RFC 8693 §2.1 parameters, then the narrowing rules, then the intent policy."""
+        client = self.authenticate_for_grant()
+        form = self.request.payload.data
+        for name in ("subject_token", "subject_token_type", "actor_token", "actor_token_type",
+                     "requested_token_type", "authorization_details"):
+            if len(self.request.payload.datalist.get(name, [])) > 1:
+                raise InvalidRequestError(f"{name} must be given once")
+        if not form.get("subject_token") or not form.get("subject_token_type"):
+            raise InvalidRequestError("subject_token and subject_token_type are required (RFC 8693 section 2.1)")
+        if bool(form.get("actor_token")) != bool(form.get("actor_token_type")):
+            raise InvalidRequestError("actor_token and actor_token_type go together (RFC 8693 section 2.1)")
+        requested_type = form.get("requested_token_type")
+        if requested_type and requested_type not in SUPPORTED_TOKEN_TYPES:
+            raise InvalidRequestError(f"requested_token_type {_safe(requested_type)} is not supported; "
+                                      f"this server issues {ACCESS_TOKEN}")
+        policy = self.policy()
+        subject = self.presented(form["subject_token"], form["subject_token_type"], "subject_token", policy)
+        actor = None
+        if form.get("actor_token"):
+            actor = self.presented(form["actor_token"], form["actor_token_type"], "actor_token", policy)
+            if actor.ours and actor.holder != client.client_id:
+                raise InvalidGrantError("the actor_token was issued to another client")
+
+        task = self.requested_task(form.get("authorization_details"), subject)
+        act, delegation = self.acting_party(policy, subject, actor, task["intent"])
+        scopes = self.narrowed_scopes(subject)
+        audience = self.narrowed_audience(subject)
+        decision = self.enforce(policy.decide_task(client_id=client.client_id, owner=client.approval.owner,
+                                                   task=task, scopes=scopes))
+        ttl = min(self.base_ttl(), subject.exp - int(clock.timestamp()), decision.max_ttl)
+        if ttl <= 0:
+            raise InvalidGrantError("the subject_token has expired")
+        self.exchange = {"subject": subject, "actor": actor, "act": act, "delegation": delegation,
+                         "task": task, "scopes": scopes, "audience": audience, "ttl": ttl}
+
+    def create_token_response(self):
+        ex, decision = self.exchange, self.request.decision
+        subject: Presented = ex["subject"]
+        client = self.client
+        rows = []
+        task_id = subject.row.task_id if subject.ours and subject.task else None
+        if task_id is None:
+            task_id = secrets.token_urlsafe(16)
+            rows.append(Task(id=task_id, client_id=client.client_id, intent=ex["task"]["intent"],
+                             authorization_details=[ex["task"]], created_at=clock.now()))
+        extra = {"authorization_details": [ex["task"]], "task_id": task_id}
+        if ex["act"]:
+            extra["act"] = ex["act"]
+        if decision.may_act:
+            extra["may_act"] = {"client_id": decision.may_act, "sub": decision.may_act}
+        minted = rfc9068.mint(client_id=client.client_id, subject=subject.sub, scopes=ex["scopes"],
+                              audience=[ex["audience"]], ttl=ex["ttl"], grant_type=self.GRANT_TYPE,
+                              owner=client.approval.owner, extra_claims=extra,
+                              parent_jti=subject.row.jti if subject.ours else None, task_id=task_id)
+        minted.extra = {"issued_token_type": ACCESS_TOKEN, "authorization_details": [ex["task"]],
+                        "task_id": task_id}
+        policy_event = {"event_type": "policy.decision", "actor": decision.actor, "client_id": client.client_id,
+                        "jti": minted.row.jti, "task_id": task_id, "decision": "allow",
+                        "reason": decision.reason, "data": decision.as_audit()}
+        self.issue(minted, "token.exchanged", extra_rows=rows, audits=[policy_event], data={
+            "subject": {"sub": subject.sub, "jti": subject.row.jti if subject.ours else None,
+                        "iss": subject.claims.get("iss"), "workload_rule": subject.binding},
+            "act": ex["act"], "delegation": ex["delegation"], "authorization_details": [ex["task"]]})
+        return 200, minted.response(), self.TOKEN_RESPONSE_HEADER
+
+    # -- the steps, each raising the RFC error it is about ------------------------------------
+
+    def presented(self, token: str, token_type: str, name: str, policy) -> Presented:
+        """An access token this server issued and that is still active, or a workload JWT from
+        a trusted issuer (``…:jwt`` only) that a policy ``[[workload]]`` rule binds to the caller."""
+        if token_type not in SUPPORTED_TOKEN_TYPES:
+            raise InvalidRequestError(f"{name}_type {_safe(token_type)} is not supported; use "
+                                      f"{ACCESS_TOKEN} or {JWT}")
+        claims = rfc9068.verify(token)
+        if claims is not None:
+            found = tokens.lookup(claims["jti"])
+            if found is None:
+                raise InvalidGrantError(f"the {name} is not known to this server")
+            row, holder = found
+            reason = tokens.inactive_reason(row, holder)
+            if reason:
+                raise InvalidGrantError(f"the {name} is not active ({reason})")
+            details = claims.get("authorization_details") or [None]
+            return Presented(sub=claims["sub"], exp=claims["exp"], claims=claims, row=row,
+                             scopes=row.scope.split(), audiences=list(row.audience), task=details[0])
+        if workload.unverified_issuer(token) == current_app.config["ISSUER"]:
+            raise InvalidGrantError(f"the {name} is expired or does not verify")
+        if token_type != JWT:
+            raise InvalidGrantError(f"the {name} was not issued by this server")
+        try:
+            claims = workload.verify(token)
+        except workload.UntrustedWorkloadToken as exc:
+            raise InvalidGrantError(f"the {name} is not accepted: {_safe(str(exc), 400)}") from None
+        binding = policy.workload(client_id=self.client.client_id, issuer=claims["iss"], subject=claims["sub"])
+        if binding is None:
+            raise InvalidGrantError(f"no policy workload rule lets this client present "
+                                    f"{_safe(claims['sub'], 200)} from {_safe(claims['iss'], 200)}")
+        return Presented(sub=claims["sub"], exp=claims["exp"], claims=claims, binding=binding.name)
+
+    def requested_task(self, raw: str | None, subject: Presented) -> dict:
+        """The agent_task asked for; a task token's task is inherited and can only narrow."""
+        try:
+            task = agent_task.parse(raw)
+        except agent_task.AuthorizationDetailsError as exc:
+            raise InvalidAuthorizationDetailsError(str(exc)) from None
+        if subject.task:
+            if task is None:  # inherited; a delegate is named for one hop, not passed on
+                return {k: v for k, v in subject.task.items() if k != "delegate"}
+            why = agent_task.narrower_than(task, subject.task)
+            if why:
+                raise InvalidAuthorizationDetailsError(f"exchange only narrows: {why}")
+            return task
+        if task is None:
+            raise InvalidRequestError("authorization_details with one agent_task is required: a task "
+                                      "token is issued for a stated task")
+        return task
+
+    def policy(self):
+        try:
+            return load(current_app.config["POLICY_FILE"] or None)
+        except PolicyError as exc:
+            log.error("intent policy unusable: %s", exc)
+            raise PolicyUnavailableError() from None
+
+    def acting_party(self, policy, subject: Presented, actor: Presented | None, intent: str):
+        """RFC 8693 §4.1 ``act``: who acts for the subject, if anyone other than its holder.
+
+        Allowed when the subject token's ``may_act`` (§4.4) names the caller (or actor), or a
+        policy delegation rule lets the caller act for the subject's holder."""
+        caller = self.client.client_id
+        crossing = subject.ours and subject.holder != caller
+        held_act = subject.claims.get("act")
+        if not crossing and actor is None:
+            return held_act, None
+        acting = actor.sub if actor else caller
+        may_act = subject.claims.get("may_act") or {}
+        named = isinstance(may_act, dict) and bool({may_act.get("client_id"), may_act.get("sub")} & {caller, acting})
+        rule = policy.delegation(actor=caller, subject=subject.holder, intent=intent)
+        if not named and rule is None:
+            if crossing:
+                raise InvalidGrantError("the subject_token was issued to another client, and neither its "
+                                        "may_act nor a policy delegation rule names this client")
+            raise InvalidGrantError("delegation refused: the subject_token's may_act does not name the "
+                                    "actor and no policy delegation rule allows it")
+        act = {"sub": acting, "client_id": caller}
+        if held_act:
+            act["act"] = held_act  # RFC 8693 §4.1: nested for a chain of delegation
+        return act, ("may_act" if named else f"policy:{rule.name}")
+
+    def narrowed_scopes(self, subject: Presented) -> list[str]:
+        approved = self.client.approval.scopes
+        held = subject.scopes if subject.ours else approved
+        scopes = self.requested_scopes() or [s for s in held if s in approved]
+        wider = sorted(set(scopes) - set(held))
+        if wider:
+            raise InvalidScopeError(f"exchange only narrows: scope {_safe(' '.join(wider))} is not in "
+                                    "the subject_token")
+        unapproved = sorted(set(scopes) - set(approved))
+        if unapproved:
+            raise InvalidScopeError(f"scope {_safe(' '.join(unapproved))} is not in the client's approval")
+        if not scopes:
+            raise InvalidScopeError("no scope left: the subject_token and the approval share none")
+        return sorted(set(scopes))
+
+    def narrowed_audience(self, subject: Presented) -> str:
+        approved = self.client.approval.audiences
+        asked = self.requested_audiences()
+        if len(asked) > 1:
+            raise InvalidTargetError("a task token has one audience: ask for one resource or audience")
+        held = subject.audiences if subject.ours else approved
+        if not asked:
+            candidates = [a for a in held if a in approved]
+            if len(candidates) != 1:
+                raise InvalidTargetError("name the one resource (or audience) this task token is for")
+            asked = candidates
+        audience = asked[0]
+        if audience not in held:
+            raise InvalidTargetError(f"exchange only narrows: {_safe(audience)} is not an audience of "
+                                     "the subject_token")
+        if audience not in approved:
+            raise InvalidTargetError(f"audience {_safe(audience)} is not in the client's approval")
+        return audience
+

@@ -1,0 +1,25 @@
+"""Key sets that others registered with us: inline ``jwks``, or ``jwks_uri`` fetched safely."""
+from __future__ import annotations
+
+import logging
+
+from joserfc.jwk import KeySet
+
+from .. import fetch
+from ..registration.keys import KeySetError, check_jwks
+
+log = logging.getLogger(__name__)
+
+
+def registered_keys(jwks: dict | None, jwks_uri: str | None) -> KeySet | None:
+    """The public keys, checked as at registration (asymmetric, public, sound), or None.
+
+    ``jwks_uri`` goes through ``app.fetch`` (SSRF guards, size and time limits, a cache)."""
+    try:
+        if jwks:
+            return check_jwks(jwks)
+        if jwks_uri:
+            return check_jwks(fetch.fetch_json(jwks_uri))
+    except (KeySetError, fetch.FetchError) as exc:
+        log.warning("registered keys at %r unusable: %s", jwks_uri or "inline jwks", exc)
+    return None

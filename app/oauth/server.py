@@ -1,0 +1,88 @@
+"""Authlib's Flask ``AuthorizationServer``, wired to Ostiary: client lookup, client status,
+and one place where every refusal is answered and written to the audit trail."""
+from __future__ import annotations
+
+import logging
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.rfc6749.errors import InvalidClientError
+from authlib.oauth2.rfc6749.util import extract_basic_authorization
+from flask import request as flask_request
+
+from .. import audit
+from ..extensions import db
+from .clients import load_client
+from .status import require_active
+
+log = logging.getLogger(__name__)
+
+REFUSAL_EVENTS = {"oauth.token": "token.refused", "oauth.introspect": "introspection.refused",
+                  "oauth.revoke": "revocation.refused", "oauth.end_task": "task.end_refused"}
+
+
+class OstiaryAuthorizationServer(AuthorizationServer):
+    def __init__(self):
+        super().__init__(query_client=load_client)
+
+    def save_token(self, token, request):
+        raise NotImplementedError("grants write their own issuance (OstiaryGrantMixin.issue)")
+
+    def authenticate_client(self, request, methods, endpoint="token"):
+        """Authlib authenticates; then the contract's status rules (``app.oauth.status``)."""
+        _check_basic_header(request)
+        try:
+            client = super().authenticate_client(request, methods, endpoint)
+        except InvalidClientError as exc:
+            if (exc.description or "").startswith("The client cannot authenticate"):
+                exc.description = ("client authentication failed: send the registered client secret "
+                                   "or a private_key_jwt client assertion (RFC 7523)")
+            raise
+        request.client = client
+        require_active(client)
+        return client
+
+    def handle_error_response(self, request, error):
+        """Every refusal is an audit event with its reason (and the policy decision, if one was
+        taken). The assertion's jti, if one was accepted, stays used: it commits with the event."""
+        try:
+            self._record_refusal(request, error)
+        except Exception:  # the refusal stands even if the trail cannot take it; the log says so
+            log.exception("could not record a refusal in the audit trail")
+            db.session.rollback()
+        return super().handle_error_response(request, error)
+
+    def _record_refusal(self, request, error) -> None:
+        client = getattr(request, "client", None)
+        client_id = client.client_id if client is not None else _claimed_client_id(request)
+        decision = getattr(request, "decision", None)
+        authenticated = getattr(request, "auth_method", None) is not None
+        data = {"error": error.error, "grant_type": request.payload.data.get("grant_type"),
+                "authenticated": authenticated}
+        if decision is not None and not decision.allowed and decision.rule != "approval":
+            audit.record("policy.decision", decision.actor, client_id=client_id, decision="deny",
+                         reason=decision.reason, data=decision.as_audit())
+        audit.record(REFUSAL_EVENTS.get(flask_request.endpoint, "oauth.refused"),
+                     f"client:{client_id}" if authenticated else "anonymous",
+                     client_id=client_id, decision="deny", reason=error.get_error_description(),
+                     data=data)
+        db.session.commit()
+
+
+def _check_basic_header(request) -> None:
+    """Authlib's Basic parser raises ValueError on some malformed headers ("Basic ", non-UTF-8):
+    answer those as the RFC 6749 §2.3.1 error they are, not a 500."""
+    try:
+        extract_basic_authorization(request.headers)
+    except ValueError:
+        raise InvalidClientError(status_code=401, description="the Authorization header is not valid "
+                                                              "HTTP Basic (RFC 7617)") from None
+
+
+def _claimed_client_id(request) -> str | None:
+    """Who the caller said it was, for the trail (not authenticated; truncated)."""
+    try:
+        claimed, _ = extract_basic_authorization(request.headers)
+    except ValueError:
+        claimed = None
+    claimed = claimed or request.payload.data.get("client_id")
+    return claimed[:64] if isinstance(claimed, str) and claimed else None

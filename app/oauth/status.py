@@ -1,0 +1,53 @@
+"""Which clients may use the token endpoints right now (the shared contract, issues 4 and 5).
+
+pending / suspended / expired -> ``unauthorized_client`` (the client is known and authenticated
+but not allowed to get tokens; the description tells its operator why); unknown, denied,
+retired -> ``invalid_client`` (there is no identity to issue to). An active client whose
+approval has run out is moved to ``expired`` through the lifecycle service, then refused.
+"""
+from __future__ import annotations
+
+import logging
+
+from authlib.oauth2.rfc6749.errors import InvalidClientError, UnauthorizedClientError
+
+from .. import clock
+from ..models.client import ACTIVE, DENIED, EXPIRED, PENDING, RETIRED, SUSPENDED
+
+log = logging.getLogger(__name__)
+
+
+def approval_current(row) -> bool:
+    """Active with an approval that has not run out: the test for tokens to stay usable."""
+    return (row.status == ACTIVE and row.approval is not None
+            and row.approval.expires_at > clock.now())
+
+
+def require_active(client) -> None:
+    """Raise the contract's error unless ``client`` (an authenticated OAuthClient) may get tokens."""
+    row = client.row
+    if row.status == PENDING:
+        raise UnauthorizedClientError(
+            "the client is pending approval; an administrator must approve it before it gets tokens")
+    if row.status == SUSPENDED:
+        # The administrator's reason is an internal note: it stays in the console and the trail.
+        raise UnauthorizedClientError("the client is suspended; its owner must ask an administrator "
+                                      "to reactivate it")
+    if row.status == EXPIRED:
+        raise UnauthorizedClientError("the client's approval has expired; it must register again")
+    if row.status in (DENIED, RETIRED):
+        raise InvalidClientError(description=f"the client is {row.status}")
+    if row.status != ACTIVE or row.approval is None:
+        raise InvalidClientError(description="the client has no active approval")
+    if row.approval.expires_at <= clock.now():
+        _expire(row)
+        raise UnauthorizedClientError(
+            f"the client's approval expired at {row.approval.expires_at.isoformat()}; "
+            "it must register again")
+
+
+def _expire(row) -> None:
+    """Move the client to ``expired`` now rather than waiting for the periodic sweep."""
+    from ..registration.lifecycle import expire_due
+    log.info("approval of %r has expired; expiring it at request time", row.client_id)
+    expire_due(actor="system", client_id=row.client_id)

@@ -1,0 +1,94 @@
+"""Issued tokens after issuance: are they active, and revoking them (with what came from them)."""
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select, update
+
+from .. import audit, clock
+from ..extensions import db
+from ..models import Client, IssuedToken, Task
+from .status import approval_current
+
+log = logging.getLogger(__name__)
+
+
+def lookup(jti: str) -> tuple[IssuedToken, Client] | None:
+    """The token's row and its client, in one read."""
+    found = db.session.execute(
+        select(IssuedToken, Client).join(Client, Client.client_id == IssuedToken.client_id)
+        .where(IssuedToken.jti == jti)
+    ).first()
+    return (found[0], found[1]) if found else None
+
+
+def inactive_reason(row: IssuedToken, client: Client) -> str | None:
+    """Why the token is not active (RFC 7662 §2.2), or None if it is."""
+    if row.revoked_at is not None:
+        return "revoked"
+    if row.expires_at <= clock.now():
+        return "expired"
+    if not approval_current(client):
+        return f"client is {client.status}" if client.status != "active" else "approval expired"
+    return None
+
+
+def descendants(jtis: list[str]) -> list[str]:
+    """Every token exchanged, directly or through others, from the given ones."""
+    found, frontier = [], list(jtis)
+    while frontier:
+        frontier = list(db.session.execute(
+            select(IssuedToken.jti).where(IssuedToken.parent_jti.in_(frontier))).scalars())
+        found.extend(frontier)
+    return found
+
+
+def revoke(jti: str, *, actor: str, reason: str | None = None) -> list[str]:
+    """RFC 7009 §2.1: revoke a token and everything exchanged from it; one audit event.
+
+    Returns the jtis newly revoked (empty if it already was)."""
+    row = db.session.get(IssuedToken, jti)
+    if row is None:
+        return []
+    revoked = _revoke_all([jti, *descendants([jti])])
+    audit.record("token.revoked", actor, client_id=row.client_id, jti=jti, task_id=row.task_id,
+                 reason=reason, data={"revoked": revoked})
+    db.session.commit()
+    return revoked
+
+
+def _revoke_all(jtis: list[str]) -> list[str]:
+    now = clock.now()
+    pending = list(db.session.execute(
+        select(IssuedToken.jti).where(IssuedToken.jti.in_(jtis), IssuedToken.revoked_at.is_(None))
+    ).scalars())
+    if pending:
+        db.session.execute(update(IssuedToken).where(IssuedToken.jti.in_(pending))
+                           .values(revoked_at=now).execution_options(synchronize_session=False))
+    return pending
+
+
+class TaskError(ValueError):
+    """The task cannot be ended; the message says why, for a person."""
+
+
+def end_task(task_id: str, *, outcome: str, actor: str, client_id: str | None = None) -> list[str]:
+    """End a task and revoke every token issued for it (and anything exchanged from those).
+
+    ``client_id``: when the agent itself ends its task, the task must be its own.
+    Returns the jtis revoked. Ending an ended task again is an error, so nobody is misled
+    into thinking a second call did something."""
+    if outcome not in ("done", "failed", "ended"):
+        raise TaskError("outcome must be done or failed")
+    task = db.session.get(Task, task_id, with_for_update=True) if task_id else None
+    if task is None or (client_id is not None and task.client_id != client_id):
+        raise TaskError(f"no task {task_id!r}" + (" of this client" if client_id else ""))
+    if task.ended_at is not None:
+        raise TaskError(f"task {task_id} already ended ({task.outcome}) at {task.ended_at.isoformat()}")
+    task.ended_at, task.outcome = clock.now(), outcome
+    jtis = list(db.session.execute(select(IssuedToken.jti).where(IssuedToken.task_id == task_id)).scalars())
+    revoked = _revoke_all([*jtis, *descendants(jtis)])
+    audit.record("task.ended", actor, client_id=task.client_id, task_id=task_id,
+                 reason=outcome, data={"revoked": revoked})
+    db.session.commit()
+    return revoked

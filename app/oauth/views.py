@@ -1,0 +1,31 @@
+"""The token, introspection, revocation and task-end routes: each one line into Authlib."""
+from flask import Blueprint, current_app
+
+from ..extensions import csrf
+
+bp = Blueprint("oauth", __name__)
+csrf.exempt(bp)  # machine endpoints: clients authenticate every request, no cookies involved
+
+
+def _server():
+    return current_app.extensions["ostiary.oauth"]
+
+
+@bp.post("/token")
+def token():
+    return _server().create_token_response()
+
+
+@bp.post("/introspect")
+def introspect():
+    return _server().create_endpoint_response("introspection")
+
+
+@bp.post("/revoke")
+def revoke():
+    return _server().create_endpoint_response("revocation")
+
+
+@bp.post("/task/end")
+def end_task():
+    return _server().create_endpoint_response("task_end")

@@ -1,0 +1,340 @@
+"""``ostiary registration|client|publisher|iat …``: thin commands over the registration services."""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import datetime, time, timedelta, timezone
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+from sqlalchemy import select
+
+from .. import clock
+from ..cli import _fail, cli_actor
+from ..extensions import db
+from ..models import Client
+from ..models.client import STATUSES
+from . import iat, lifecycle, publishers, service
+from .metadata import escape_display
+
+log = logging.getLogger(__name__)
+
+DEFAULT_APPROVAL_DAYS, DEFAULT_REVIEW_DAYS = 90, 30
+
+
+def _date(value: str | None, what: str) -> datetime | None:
+    """YYYY-MM-DD, taken as the end of that day in UTC."""
+    if value is None:
+        return None
+    try:
+        day = datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError:
+        _fail(f"{what} must be a date like 2027-01-31")
+    return datetime.combine(day, time(23, 59, 59), tzinfo=timezone.utc)
+
+
+def _ts(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def client_summary(client: Client) -> dict:
+    approval = client.approval
+    return {
+        "client_id": client.client_id, "status": client.status, "status_reason": client.status_reason,
+        "client_name": client.client_name, "provenance": client.provenance,
+        "publisher": client.publisher.issuer if client.publisher else None, "software_id": client.software_id,
+        "registered_from": client.registered_from, "created_at": _ts(client.created_at),
+        "pending_expires_at": _ts(client.pending_expires_at), "review_flags": client.review_flags or [],
+        "token_endpoint_auth_method": client.token_endpoint_auth_method,
+        "requested_scope": (client.client_metadata or {}).get("scope"),
+        "requested_audiences": (client.client_metadata or {}).get("audiences"),
+        "approval": None if approval is None else {
+            "owner": approval.owner, "purpose": approval.purpose, "scopes": approval.scopes,
+            "audiences": approval.audiences, "max_token_ttl": approval.max_token_ttl,
+            "expires_at": _ts(approval.expires_at), "review_at": _ts(approval.review_at),
+            "assurance_level": approval.assurance_level, "proofing_method": approval.proofing_method,
+            "evidence": approval.evidence, "proofed_by": approval.proofed_by,
+            "approved_by": approval.approved_by, "approved_at": _ts(approval.approved_at)},
+    }
+
+
+# ---- registration ---------------------------------------------------------------------------
+
+@click.group("registration")
+def registration_group():
+    """Registrations waiting for approval, and the decisions on them."""
+
+
+@registration_group.command("list")
+@click.option("--status", type=click.Choice(STATUSES))
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def registration_list(status, as_json):
+    query = select(Client).order_by(Client.created_at)
+    if status:
+        query = query.where(Client.status == status)
+    items = [client_summary(c) for c in db.session.execute(query).scalars()]
+    if as_json:
+        click.echo(json.dumps(items, indent=2))
+        return
+    for item in items:
+        flags = " [review flags]" if item["review_flags"] else ""
+        click.echo(f"{item['status']:<9} {item['client_id']}  {escape_display(item['client_name'])!s:<30} "
+                   f"{item['provenance']}{' ' + item['publisher'] if item['publisher'] else ''}{flags}")
+
+
+@registration_group.command("show")
+@click.argument("client_id")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def registration_show(client_id, as_json):
+    client = db.session.get(Client, client_id)
+    if client is None:
+        _fail(f"no client {client_id!r}")
+    item = client_summary(client)
+    item["metadata"] = client.client_metadata
+    item["related"] = [{"client_id": c.client_id, "status": c.status, "provenance": c.provenance}
+                       for c in service.related(client)]
+    if as_json:
+        click.echo(json.dumps(item, indent=2))
+        return
+    for name, value in item.items():
+        if name in ("metadata", "approval", "related"):
+            continue
+        shown = escape_display(value) if isinstance(value, str) else value
+        click.echo(f"{name + ':':<27} {shown}")
+    for flag in item["review_flags"]:
+        click.echo(f"REVIEW: {flag}")
+    if item["approval"]:
+        click.echo("approval:")
+        for name, value in item["approval"].items():
+            click.echo(f"  {name + ':':<25} {escape_display(value) if isinstance(value, str) else value}")
+    if item["related"]:
+        click.echo(f"same software_id ({client.software_id}):")
+        for rel in item["related"]:
+            click.echo(f"  {rel['status']:<9} {rel['client_id']} ({rel['provenance']})")
+
+
+@registration_group.command("approve")
+@click.argument("client_id")
+@click.option("--owner", required=True, help="Accountable person or team.")
+@click.option("--purpose", required=True)
+@click.option("--scope", "scopes", required=True, multiple=True, help='Scopes, e.g. --scope "read write".')
+@click.option("--audience", "audiences", multiple=True,
+              help="Resource URI (repeatable); default: the audiences the client requested.")
+@click.option("--assurance", type=int, default=1, show_default=True)
+@click.option("--proofing-method", default="owner_attestation", show_default=True)
+@click.option("--evidence", help="Reference to the proofing evidence (ticket, document id).")
+@click.option("--expires", help=f"YYYY-MM-DD (default: {DEFAULT_APPROVAL_DAYS} days).")
+@click.option("--review", help=f"YYYY-MM-DD (default: {DEFAULT_REVIEW_DAYS} days, not after --expires).")
+@click.option("--max-token-ttl", type=int, help="Seconds (default: OSTIARY_ACCESS_TOKEN_TTL).")
+@with_appcontext
+def registration_approve(client_id, owner, purpose, scopes, audiences, assurance, proofing_method, evidence,
+                         expires, review, max_token_ttl):
+    client = db.session.get(Client, client_id)
+    if client is None:
+        _fail(f"no client {client_id!r}")
+    now = clock.now()
+    expires_at = _date(expires, "--expires") or now + timedelta(days=DEFAULT_APPROVAL_DAYS)
+    review_at = _date(review, "--review") or min(now + timedelta(days=DEFAULT_REVIEW_DAYS), expires_at)
+    audiences = list(audiences) or list((client.client_metadata or {}).get("audiences", []))
+    try:
+        approval = lifecycle.approve(
+            client_id, owner=owner, purpose=purpose, scopes=" ".join(scopes).split(), audiences=audiences,
+            max_token_ttl=max_token_ttl or current_app.config["ACCESS_TOKEN_TTL"], expires_at=expires_at,
+            review_at=review_at, assurance_level=assurance, proofing_method=proofing_method,
+            evidence=evidence, actor=cli_actor())
+    except lifecycle.LifecycleError as exc:
+        _fail(str(exc))
+    click.echo(f"approved {client_id}: scopes {' '.join(approval.scopes)}, audiences "
+               f"{' '.join(approval.audiences)}, expires {approval.expires_at.date()}, "
+               f"review {approval.review_at.date()}")
+
+
+@registration_group.command("deny")
+@click.argument("client_id")
+@click.option("--reason", required=True)
+@with_appcontext
+def registration_deny(client_id, reason):
+    _transition(lambda: lifecycle.deny(client_id, reason=reason, actor=cli_actor()), f"denied {client_id}")
+
+
+@registration_group.command("sweep")
+@with_appcontext
+def registration_sweep():
+    """Purge pending registrations past OSTIARY_PENDING_TTL and expire clients past their approval."""
+    purged = lifecycle.purge_stale_pending(actor=cli_actor())
+    expired = lifecycle.expire_due(actor=cli_actor())
+    click.echo(f"purged {purged} stale pending registration(s), expired {expired} client(s)")
+
+
+# ---- client ---------------------------------------------------------------------------------
+
+@click.group("client")
+def client_group():
+    """Status changes of approved clients."""
+
+
+@client_group.command("suspend")
+@click.argument("client_id")
+@click.option("--reason", default="suspended from the command line", show_default=True)
+@with_appcontext
+def client_suspend(client_id, reason):
+    _transition(lambda: lifecycle.suspend(client_id, reason=reason, actor=cli_actor()), f"suspended {client_id}")
+
+
+@client_group.command("reactivate")
+@click.argument("client_id")
+@with_appcontext
+def client_reactivate(client_id):
+    _transition(lambda: lifecycle.reactivate(client_id, actor=cli_actor()), f"reactivated {client_id}")
+
+
+@client_group.command("retire")
+@click.argument("client_id")
+@click.option("--reason")
+@with_appcontext
+def client_retire(client_id, reason):
+    _transition(lambda: lifecycle.retire(client_id, actor=cli_actor(), reason=reason),
+                f"retired {client_id}; its tokens are revoked")
+
+
+@client_group.command("rotate-secret")
+@click.argument("client_id")
+@with_appcontext
+def client_rotate_secret(client_id):
+    """Issue a new client secret (shown once); the old one stops working at once."""
+    try:
+        secret, expires_at = lifecycle.rotate_secret(client_id, actor=cli_actor())
+    except lifecycle.LifecycleError as exc:
+        _fail(str(exc))
+    click.echo(f"client_secret: {secret}\nexpires_at:    {expires_at.isoformat()}\n"
+               "(shown only now; it is stored as a hash)")
+
+
+def _transition(call, done: str) -> None:
+    try:
+        call()
+    except lifecycle.LifecycleError as exc:
+        _fail(str(exc))
+    click.echo(done)
+
+
+# ---- publisher ------------------------------------------------------------------------------
+
+@click.group("publisher")
+def publisher_group():
+    """Trusted software publishers, whose software statements are believed."""
+
+
+@publisher_group.command("add")
+@click.argument("issuer")
+@click.option("--jwks", "jwks_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A file with the publisher's public JWK Set.")
+@click.option("--jwks-uri", help="An https URL of the publisher's JWK Set (fetched safely, cached).")
+@click.option("--assurance", type=int, default=1, show_default=True,
+              help="Assurance level its statements carry (config/scopes.toml).")
+@click.option("--alg", "algorithms", multiple=True, help="Allowed algorithm (repeatable); default from the keys.")
+@with_appcontext
+def publisher_add(issuer, jwks_file, jwks_uri, assurance, algorithms):
+    jwks = None
+    if jwks_file:
+        try:
+            jwks = json.loads(jwks_file.read_text())
+        except (ValueError, OSError) as exc:
+            _fail(f"cannot read {jwks_file}: {exc}")
+    try:
+        pub = publishers.add(issuer, jwks=jwks, jwks_uri=jwks_uri, assurance_level=assurance,
+                             algorithms=list(algorithms) or None, actor=cli_actor())
+    except publishers.PublisherError as exc:
+        _fail(str(exc))
+    click.echo(f"added publisher {pub.issuer} (assurance {pub.assurance_level}, "
+               f"algorithms {', '.join(pub.algorithms)})")
+
+
+@publisher_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def publisher_list(as_json):
+    items = [{"issuer": p.issuer, "assurance_level": p.assurance_level, "algorithms": p.algorithms,
+              "jwks_uri": p.jwks_uri, "keys": len(p.jwks["keys"]) if p.jwks else None,
+              "created_at": _ts(p.created_at)} for p in publishers.all_publishers()]
+    if as_json:
+        click.echo(json.dumps(items, indent=2))
+        return
+    for item in items:
+        source = item["jwks_uri"] or f"{item['keys']} key(s)"
+        click.echo(f"{item['issuer']}  assurance {item['assurance_level']}  {','.join(item['algorithms'])}  {source}")
+
+
+@publisher_group.command("remove")
+@click.argument("issuer")
+@with_appcontext
+def publisher_remove(issuer):
+    try:
+        publishers.remove(issuer, actor=cli_actor())
+    except publishers.PublisherError as exc:
+        _fail(str(exc))
+    click.echo(f"removed publisher {issuer}")
+
+
+# ---- initial access tokens ------------------------------------------------------------------
+
+DURATION = re.compile(r"^(\d+)([smhd]?)$")
+UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@click.group("iat")
+def iat_group():
+    """Initial access tokens (registration policy initial_access_token)."""
+
+
+@iat_group.command("create")
+@click.option("--uses", type=int, default=1, show_default=True, help="How many registrations it allows.")
+@click.option("--expires-in", default="7d", show_default=True, help="Lifetime: 3600, 90m, 12h, 7d.")
+@click.option("--note", help="What it is for (shown in the list and the audit trail).")
+@with_appcontext
+def iat_create(uses, expires_in, note):
+    match = DURATION.match(expires_in)
+    if not match:
+        _fail("--expires-in must be a number with an optional unit s, m, h or d")
+    try:
+        token, row = iat.create(max_uses=uses, ttl=int(match[1]) * UNITS[match[2]], actor=cli_actor(), note=note)
+    except iat.InitialAccessTokenError as exc:
+        _fail(str(exc))
+    click.echo(f"initial access token (shown only now): {token}")
+    click.echo(f"id {row.id}, {row.max_uses} use(s), expires {row.expires_at.isoformat()}")
+
+
+@iat_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def iat_list(as_json):
+    now = clock.now()
+    items = [{"id": t.id, "uses": t.uses, "max_uses": t.max_uses, "expires_at": _ts(t.expires_at),
+              "expired": t.expires_at <= now, "created_by": t.created_by, "note": t.note}
+             for t in iat.all_tokens()]
+    if as_json:
+        click.echo(json.dumps(items, indent=2))
+        return
+    for item in items:
+        state = "expired" if item["expired"] else "valid"
+        click.echo(f"{item['id']:>4}  {state:<7} {item['uses']}/{item['max_uses']} used  "
+                   f"expires {item['expires_at']}  {item['note'] or ''}")
+
+
+@iat_group.command("revoke")
+@click.argument("token_id", type=int)
+@with_appcontext
+def iat_revoke(token_id):
+    try:
+        iat.revoke(token_id, actor=cli_actor())
+    except iat.InitialAccessTokenError as exc:
+        _fail(str(exc))
+    click.echo(f"revoked initial access token {token_id}")
+
+
+COMMANDS = (registration_group, client_group, publisher_group, iat_group)

@@ -1,0 +1,254 @@
+"""The approval lifecycle of a client (DESIGN.md, "The life of an identity").
+
+    pending --approve--> active --suspend--> suspended --reactivate--> active
+    pending --deny--> denied;  active/suspended --expiry passes--> expired;  any --retire--> retired
+
+Each transition is one function here: it validates, changes the rows, records
+the audit event in the same transaction and commits. The console, the CLI, the
+RFC 7592 endpoint and the token endpoint all call these; nothing else writes a
+client's status.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from flask import current_app
+from sqlalchemy import select, update
+
+from .. import audit, clock, hashing
+from ..extensions import db
+from ..models import Approval, Client, IssuedToken
+from ..models.client import ACTIVE, DENIED, EXPIRED, PENDING, RETIRED, SUSPENDED
+from . import scopes as catalogue
+
+log = logging.getLogger(__name__)
+
+MAX_TOKEN_TTL_CEILING = 24 * 3600
+SECRET_METHODS = ("client_secret_basic", "client_secret_post")
+
+
+class LifecycleError(ValueError):
+    """A transition that is not allowed; the message says what is wrong, for a person."""
+
+
+def get_client(client_id: str, *, lock: bool = False) -> Client:
+    query = select(Client).where(Client.client_id == client_id)
+    if lock:
+        query = query.with_for_update()
+    client = db.session.execute(query).scalar_one_or_none()
+    if client is None:
+        raise LifecycleError(f"no client {client_id!r}")
+    return client
+
+
+def approve(client_id: str, *, owner: str, purpose: str, scopes: list[str], audiences: list[str],
+            max_token_ttl: int, expires_at: datetime, review_at: datetime, assurance_level: int,
+            proofing_method: str, evidence: str | None, actor: str) -> Approval:
+    """pending -> active, with the approval record (who proofed it, how, what it may do)."""
+    client = _in_status(client_id, (PENDING,), "approved")
+    scopes, audiences = list(dict.fromkeys(scopes or [])), list(dict.fromkeys(audiences or []))
+    _check_approval(client, owner=owner, purpose=purpose, scopes=scopes, audiences=audiences,
+                    max_token_ttl=max_token_ttl, expires_at=expires_at, review_at=review_at,
+                    assurance_level=assurance_level, proofing_method=proofing_method)
+    now = clock.now()
+    approval = Approval(client_id=client.client_id, owner=owner.strip(), purpose=purpose.strip(),
+                        scopes=scopes, audiences=audiences, max_token_ttl=int(max_token_ttl),
+                        expires_at=expires_at, review_at=review_at, assurance_level=int(assurance_level),
+                        proofing_method=proofing_method, evidence=evidence or None, proofed_by=actor,
+                        approved_by=actor, approved_at=now)
+    db.session.add(approval)
+    db.session.flush()
+    client.approval_id = approval.id
+    _set_status(client, ACTIVE, None, now)
+    client.pending_expires_at = None
+    audit.record("client.approved", actor, client_id=client.client_id, decision="allow", data={
+        "approval_id": approval.id, "owner": approval.owner, "scopes": scopes, "audiences": audiences,
+        "max_token_ttl": approval.max_token_ttl, "expires_at": expires_at.isoformat(),
+        "review_at": review_at.isoformat(), "assurance_level": approval.assurance_level,
+        "proofing_method": proofing_method, "evidence": approval.evidence})
+    db.session.commit()
+    log.info("client %r approved by %r", client.client_id, actor)
+    return approval
+
+
+def deny(client_id: str, *, reason: str, actor: str) -> Client:
+    """pending -> denied. The reason is kept for the record and shown to the client on RFC 7592 read."""
+    reason = _required(reason, "a reason")
+    client = _in_status(client_id, (PENDING,), "denied")
+    _set_status(client, DENIED, reason)
+    client.pending_expires_at = None
+    audit.record("client.denied", actor, client_id=client_id, decision="deny", reason=reason)
+    db.session.commit()
+    return client
+
+
+def suspend(client_id: str, *, reason: str, actor: str) -> Client:
+    """active -> suspended: no tokens until an administrator reactivates it."""
+    reason = _required(reason, "a reason")
+    client = _in_status(client_id, (ACTIVE,), "suspended")
+    _set_status(client, SUSPENDED, reason)
+    audit.record("client.suspended", actor, client_id=client_id, reason=reason)
+    db.session.commit()
+    return client
+
+
+def reactivate(client_id: str, *, actor: str) -> Client:
+    """suspended -> active, only while the approval it had is still in force."""
+    client = _in_status(client_id, (SUSPENDED,), "reactivated")
+    if client.approval is None or client.approval.expires_at <= clock.now():
+        raise LifecycleError(f"client {client_id!r} cannot be reactivated: its approval has expired")
+    _set_status(client, ACTIVE, None)
+    audit.record("client.reactivated", actor, client_id=client_id)
+    db.session.commit()
+    return client
+
+
+def retire(client_id: str, *, actor: str, reason: str | None = None) -> Client:
+    """any -> retired, for good: every token it holds is revoked in the same transaction."""
+    client = get_client(client_id, lock=True)
+    if client.status == RETIRED:
+        raise LifecycleError(f"client {client_id!r} is already retired")
+    now = clock.now()
+    previous = client.status
+    _set_status(client, RETIRED, reason, now)
+    client.pending_expires_at = None
+    revoked = db.session.execute(
+        update(IssuedToken).where(IssuedToken.client_id == client_id, IssuedToken.revoked_at.is_(None))
+        .values(revoked_at=now)).rowcount
+    audit.record("client.retired", actor, client_id=client_id, reason=reason,
+                 data={"from": previous, "tokens_revoked": revoked})
+    db.session.commit()
+    return client
+
+
+def rotate_secret(client_id: str, *, actor: str) -> tuple[str, datetime]:
+    """A new client secret (shown once, stored as a hash); the old one stops working now."""
+    client = get_client(client_id, lock=True)
+    if client.token_endpoint_auth_method not in SECRET_METHODS:
+        raise LifecycleError(f"client {client_id!r} authenticates with "
+                             f"{client.token_endpoint_auth_method}, not a client secret")
+    if client.status in (DENIED, RETIRED, EXPIRED):
+        raise LifecycleError(f"client {client_id!r} is {client.status}; its secret cannot be rotated")
+    secret, expires_at = new_secret(client)
+    client.updated_at = clock.now()
+    audit.record("client.secret_rotated", actor, client_id=client_id,
+                 data={"expires_at": expires_at.isoformat()})
+    db.session.commit()
+    return secret, expires_at
+
+
+def new_secret(client: Client) -> tuple[str, datetime]:
+    """Set a fresh secret on ``client`` (no commit: for register() and rotate_secret())."""
+    secret = hashing.generate()
+    expires_at = clock.in_(current_app.config["CLIENT_SECRET_TTL"])
+    client.secret_hash, client.secret_expires_at = hashing.hash_secret(secret), expires_at
+    return secret, expires_at
+
+
+def expire_due(*, actor: str = "system", client_id: str | None = None) -> int:
+    """active or suspended clients whose approval has run out -> expired. Returns how many.
+
+    The token endpoint calls this with ``client_id`` for the one client it is
+    looking at (expiry is enforced at request time, not by a cron job alone);
+    ``ostiary registration sweep`` calls it for all.
+    """
+    now = clock.now()
+    query = (select(Client).join(Approval, Approval.id == Client.approval_id)
+             .where(Client.status.in_((ACTIVE, SUSPENDED)), Approval.expires_at <= now)
+             .with_for_update(of=Client))
+    if client_id is not None:
+        query = query.where(Client.client_id == client_id)
+    clients = db.session.execute(query).scalars().all()
+    for client in clients:
+        _set_status(client, EXPIRED, f"approval expired on {client.approval.expires_at.isoformat()}", now)
+        audit.record("client.expired", actor, client_id=client.client_id,
+                     data={"approval_id": client.approval_id})
+    db.session.commit()
+    return len(clients)
+
+
+def purge_stale_pending(*, actor: str = "system") -> int:
+    """Delete pending registrations nobody approved within PENDING_TTL, each with an audit event."""
+    now = clock.now()
+    stale = db.session.execute(
+        select(Client).where(Client.status == PENDING, Client.pending_expires_at <= now)
+        .with_for_update()).scalars().all()
+    for client in stale:
+        audit.record("client.purged", actor, client_id=client.client_id, reason="pending approval expired",
+                     data={"client_name": client.client_name, "registered_from": client.registered_from,
+                           "software_id": client.software_id,
+                           "created_at": client.created_at.isoformat()})
+        db.session.delete(client)
+    db.session.commit()
+    return len(stale)
+
+
+def _in_status(client_id: str, allowed: tuple[str, ...], verb: str) -> Client:
+    client = get_client(client_id, lock=True)
+    if client.status not in allowed:
+        raise LifecycleError(f"client {client_id!r} is {client.status}; only a "
+                             f"{' or '.join(allowed)} client can be {verb}")
+    return client
+
+
+def _set_status(client: Client, status: str, reason: str | None, now: datetime | None = None) -> None:
+    client.status, client.status_reason = status, reason
+    client.updated_at = now or clock.now()
+
+
+def _required(value: str | None, what: str) -> str:
+    if not value or not value.strip():
+        raise LifecycleError(f"{what} is required")
+    if len(value) > 2000:
+        raise LifecycleError(f"{what} is too long (2000 characters at most)")
+    return value.strip()
+
+
+def _check_approval(client: Client, *, owner, purpose, scopes, audiences, max_token_ttl, expires_at,
+                    review_at, assurance_level, proofing_method) -> None:
+    cat = catalogue.current()
+    if not owner or not owner.strip() or len(owner) > 255:
+        raise LifecycleError("an owner (a named person or team, at most 255 characters) is required")
+    _required(purpose, "a purpose")
+    if not scopes:
+        raise LifecycleError("at least one scope must be approved")
+    bad = [s for s in scopes if not isinstance(s, str) or not catalogue.SCOPE_TOKEN.match(s)]
+    if bad:
+        raise LifecycleError(f"not valid scope names: {', '.join(map(repr, bad))}")
+    if unknown := cat.unknown(scopes):
+        raise LifecycleError(f"scopes not in the catalogue: {', '.join(unknown)}")
+    requested = set((client.client_metadata or {}).get("scope", "").split())
+    if requested and (extra := [s for s in scopes if s not in requested]):
+        raise LifecycleError(f"scopes the client did not request: {', '.join(extra)} "
+                             f"(it requested {', '.join(sorted(requested))})")
+    if not audiences:
+        raise LifecycleError("at least one audience (resource URI) must be approved")
+    for aud in audiences:
+        parts = urlsplit(aud) if isinstance(aud, str) else None
+        if not parts or not parts.scheme or not parts.netloc or parts.fragment:
+            raise LifecycleError(f"audience {aud!r} is not an absolute URI without a fragment (RFC 8707 §2)")
+    if not isinstance(max_token_ttl, int) or not 1 <= max_token_ttl <= MAX_TOKEN_TTL_CEILING:
+        raise LifecycleError(f"max token lifetime must be 1 to {MAX_TOKEN_TTL_CEILING} seconds")
+    now = clock.now()
+    if expires_at is None or expires_at.tzinfo is None or expires_at <= now:
+        raise LifecycleError("the credential expiry date must be in the future")
+    if review_at is None or review_at.tzinfo is None or not now < review_at <= expires_at:
+        raise LifecycleError("the review date must be in the future and not after the expiry date")
+    if expires_at - now > timedelta(days=3 * 366):
+        raise LifecycleError("the credential expiry date must be within three years")
+    if assurance_level not in cat.levels:
+        raise LifecycleError(f"assurance level must be one of {', '.join(map(str, cat.levels))}")
+    if above := cat.above(scopes, assurance_level):
+        needed = max(cat.needed_level(s) for s in above)
+        raise LifecycleError(f"scopes {', '.join(above)} need assurance level {needed}; "
+                             f"raise the proofing before approving them (this approval is at {assurance_level})")
+    if proofing_method not in cat.proofing_methods:
+        raise LifecycleError(f"proofing method must be one of {', '.join(cat.proofing_methods)}")
+    if proofing_method == "software_statement":
+        if client.publisher is None:
+            raise LifecycleError("the client came without a verified software statement")
+        if assurance_level > client.publisher.assurance_level:
+            raise LifecycleError(f"a statement from {client.publisher.issuer} carries assurance level "
+                                 f"{client.publisher.assurance_level} at most")

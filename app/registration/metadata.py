@@ -1,0 +1,189 @@
+"""Client metadata validation (RFC 7591 §2), shared by registration and RFC 7592 update.
+
+Every accepted field is checked; fields this server does not understand are
+dropped (RFC 7591 §2: the server MUST ignore metadata it does not understand),
+so what is stored is exactly what was validated. Display strings with control
+characters are refused; invisible formatting and bidirectional overrides (which
+can make "evil-agent" read as "trusted-agent") are kept but flagged for the
+reviewer and shown escaped.
+"""
+from __future__ import annotations
+
+import logging
+import unicodedata
+from urllib.parse import urlsplit
+
+from flask import current_app
+
+from .. import fetch
+from . import scopes as catalogue
+from .errors import InvalidClientMetadataError, InvalidRedirectURIError
+from .keys import ASYMMETRIC_ALGS, KeySetError, check_jwks
+
+log = logging.getLogger(__name__)
+
+CLIENT_CREDENTIALS = "client_credentials"
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+GRANT_TYPES = (CLIENT_CREDENTIALS, TOKEN_EXCHANGE)
+URL_FIELDS = ("client_uri", "logo_uri", "tos_uri", "policy_uri")
+DISPLAY_FIELDS = {"client_name": 255, "software_id": 255, "software_version": 64}
+MAX_SCOPES, MAX_LIST = 50, 10
+# Ostiary extension: the resource URIs (RFC 8707) the client asks to reach; the approval decides.
+AUDIENCES = "audiences"
+
+
+def validate(raw: dict) -> tuple[dict, list[str]]:
+    """Returns (clean metadata, review flags) or raises an RFC 7591 §3.2.2 error."""
+    out: dict = {}
+    flags: list[str] = []
+    for name, limit in DISPLAY_FIELDS.items():
+        if raw.get(name) is not None:
+            out[name] = _display_string(name, raw[name], limit, flags)
+    if raw.get("contacts") is not None:
+        contacts = _string_list("contacts", raw["contacts"])
+        out["contacts"] = [_display_string("contacts", c, 255, flags) for c in contacts]
+    for name in URL_FIELDS:
+        if raw.get(name) is not None:
+            out[name] = _url(name, raw[name])
+    if raw.get("redirect_uris") is not None:
+        out["redirect_uris"] = [_redirect_uri(u) for u in _string_list("redirect_uris", raw["redirect_uris"])]
+    out["grant_types"] = _grant_types(raw.get("grant_types"))
+    if raw.get("response_types") not in (None, []):
+        raise InvalidClientMetadataError("response_types must be empty: this server has no authorization "
+                                         "endpoint (machine grants only)")
+    out["response_types"] = []
+    if raw.get("scope") is not None:
+        out["scope"] = _scope(raw["scope"])
+    if raw.get(AUDIENCES) is not None:
+        out[AUDIENCES] = [_audience(a) for a in _string_list(AUDIENCES, raw[AUDIENCES])]
+    _keys(raw, out)
+    _auth_method(raw, out)
+    return out, flags
+
+
+def _display_string(name: str, value, limit: int, flags: list[str]) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidClientMetadataError(f"{name} must be a non-empty string")
+    if len(value) > limit:
+        raise InvalidClientMetadataError(f"{name} is longer than {limit} characters")
+    controls = [c for c in value if unicodedata.category(c) == "Cc"]
+    if controls:
+        raise InvalidClientMetadataError(f"{name} contains control characters "
+                                         f"({', '.join(sorted({f'U+{ord(c):04X}' for c in controls}))})")
+    hidden = sorted({f"U+{ord(c):04X}" for c in value if unicodedata.category(c) in ("Cf", "Co", "Cn")})
+    if hidden:
+        flags.append(f"{name} contains invisible or bidirectional formatting characters ({', '.join(hidden)})")
+    return value
+
+
+def escape_display(value: str | None) -> str:
+    """A display string with control, formatting and unassigned characters shown as \\u escapes."""
+    if value is None:
+        return ""
+    return "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) in ("Cc", "Cf", "Co", "Cn") else c
+                   for c in value)
+
+
+def _string_list(name: str, value) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidClientMetadataError(f"{name} must be an array of strings")
+    if len(value) > MAX_LIST:
+        raise InvalidClientMetadataError(f"{name} has more than {MAX_LIST} entries")
+    return list(dict.fromkeys(value))
+
+
+def _url(name: str, value) -> str:
+    try:
+        return fetch.check_url(value)
+    except fetch.FetchError as exc:
+        raise InvalidClientMetadataError(f"{name}: {exc}") from None
+
+
+def _redirect_uri(uri: str) -> str:
+    """RFC 6749 §3.1.2: absolute, no fragment; no wildcards; https, or http on loopback (RFC 8252 §7.3)."""
+    if len(uri) > 2048:
+        raise InvalidRedirectURIError("redirect URI is longer than 2048 characters")
+    if "*" in uri:
+        raise InvalidRedirectURIError(f"redirect URI {uri!r} contains a wildcard")
+    if "#" in uri:
+        raise InvalidRedirectURIError(f"redirect URI {uri!r} has a fragment (RFC 6749 §3.1.2)")
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname or ""
+    except ValueError:
+        raise InvalidRedirectURIError(f"redirect URI {uri!r} is malformed") from None
+    loopback = host in ("localhost", "127.0.0.1", "::1")
+    if not (parts.scheme == "https" or (parts.scheme == "http" and loopback)) or not host:
+        raise InvalidRedirectURIError(f"redirect URI {uri!r} must be an absolute https URI "
+                                      "(http only on loopback)")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidRedirectURIError(f"redirect URI {uri!r} must not carry credentials")
+    return uri
+
+
+def _grant_types(value) -> list[str]:
+    if value is None:
+        return [CLIENT_CREDENTIALS]
+    grants = _string_list("grant_types", value)
+    if not grants:
+        raise InvalidClientMetadataError("grant_types must not be empty")
+    if unsupported := [g for g in grants if g not in GRANT_TYPES]:
+        raise InvalidClientMetadataError(f"unsupported grant_types {', '.join(unsupported)}; "
+                                         f"this server supports {', '.join(GRANT_TYPES)}")
+    return grants
+
+
+def _scope(value) -> str:
+    if not isinstance(value, str):
+        raise InvalidClientMetadataError("scope must be a space-separated string (RFC 7591 §2)")
+    names = list(dict.fromkeys(value.split(" ")))
+    names = [n for n in names if n]
+    if len(names) > MAX_SCOPES:
+        raise InvalidClientMetadataError(f"scope lists more than {MAX_SCOPES} scopes")
+    if bad := [n for n in names if not catalogue.SCOPE_TOKEN.match(n)]:
+        raise InvalidClientMetadataError(f"not valid scope names (RFC 6749 §3.3): {', '.join(bad)}")
+    if unknown := catalogue.current().unknown(names):
+        raise InvalidClientMetadataError(f"scopes not offered by this server: {', '.join(unknown)}")
+    return " ".join(names)
+
+
+def _audience(value: str) -> str:
+    parts = urlsplit(value)
+    if len(value) > 2048 or not parts.scheme or not parts.netloc or parts.fragment or "#" in value:
+        raise InvalidClientMetadataError(f"audience {value!r} is not an absolute URI without a fragment "
+                                         "(RFC 8707 §2)")
+    return value
+
+
+def _keys(raw: dict, out: dict) -> None:
+    if raw.get("jwks") is not None and raw.get("jwks_uri") is not None:
+        raise InvalidClientMetadataError("jwks and jwks_uri must not both be present (RFC 7591 §2)")
+    if raw.get("jwks") is not None:
+        try:
+            check_jwks(raw["jwks"])
+        except KeySetError as exc:
+            raise InvalidClientMetadataError(str(exc)) from None
+        out["jwks"] = {"keys": [dict(k) for k in raw["jwks"]["keys"]]}
+    if raw.get("jwks_uri") is not None:
+        out["jwks_uri"] = _url("jwks_uri", raw["jwks_uri"])
+
+
+def _auth_method(raw: dict, out: dict) -> None:
+    has_keys = "jwks" in out or "jwks_uri" in out
+    method = raw.get("token_endpoint_auth_method") or ("private_key_jwt" if has_keys else "client_secret_basic")
+    allowed = current_app.config["ALLOWED_AUTH_METHODS"]
+    if method == "none":
+        raise InvalidClientMetadataError("token_endpoint_auth_method none is not allowed: machine grants "
+                                         "need an authenticated client")
+    if method not in allowed:
+        raise InvalidClientMetadataError(f"token_endpoint_auth_method {method!r} is not allowed here; "
+                                         f"use one of {', '.join(allowed)}")
+    if method == "private_key_jwt" and not has_keys:
+        raise InvalidClientMetadataError("private_key_jwt needs jwks or jwks_uri")
+    out["token_endpoint_auth_method"] = method
+    alg = raw.get("token_endpoint_auth_signing_alg")
+    if alg is not None:
+        if method != "private_key_jwt" or alg not in ASYMMETRIC_ALGS:
+            raise InvalidClientMetadataError(f"token_endpoint_auth_signing_alg must be one of "
+                                             f"{', '.join(ASYMMETRIC_ALGS)} with private_key_jwt")
+        out["token_endpoint_auth_signing_alg"] = alg

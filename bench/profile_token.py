@@ -1,0 +1,64 @@
+"""``python -m bench.profile_token``: where one token request's time goes, without an HTTP server.
+
+Makes a fresh database (SQLite or PostgreSQL) with the benchmark's clients, then
+issues client_credentials tokens through Flask's test client in one thread: first
+to measure CPU per request, then under cProfile to split it up.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import logging
+import pstats
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from . import ostiary
+from .workloads import SCOPE, basic
+
+PARTS = ("views.py:.*\\(token\\)|grants/base.py:.*\\(issue\\)|_chain_new_events|load_client"
+         "|rfc9068.py:.*\\(mint\\)|do_ping")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.profile_token", description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("-n", type=int, default=1000, help="requests per phase")
+    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="ostiary-profile-") as tmp, \
+            ostiary.fresh_database(args.backend, Path(tmp), args.pg) as url:
+        env = ostiary.environment(Path(tmp), 1, url, {})
+        subprocess.run([str(ostiary.BIN / "ostiary"), "init"], cwd=ostiary.ROOT, env=env, check=True,
+                       capture_output=True)
+        clients = ostiary.make_clients(env)
+        app = ostiary.app_for(env)
+        logging.disable(logging.INFO)  # one log line per token would be measured too
+        client = app.test_client()
+        headers = {"Authorization": basic(clients.basic_id, clients.basic_secret)}
+        form = {"grant_type": "client_credentials", "scope": SCOPE}
+
+        def run(n):
+            for _ in range(n):
+                assert client.post("/token", data=form, headers=headers).status_code == 200
+
+        run(50)  # warm caches: compiled SQL, decrypted key
+        cpu, wall = time.process_time(), time.perf_counter()
+        run(args.n)
+        print(f"{args.backend}: {(time.process_time() - cpu) / args.n * 1000:.2f} ms CPU and "
+              f"{(time.perf_counter() - wall) / args.n * 1000:.2f} ms wall per token (one thread)")
+        profile = cProfile.Profile()
+        profile.runcall(run, args.n)
+        out = io.StringIO()
+        pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(PARTS)
+        print(out.getvalue())
+        from app.extensions import db
+        with app.app_context():
+            db.engine.dispose()
+
+
+if __name__ == "__main__":
+    main()

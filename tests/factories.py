@@ -1,0 +1,102 @@
+"""Test helpers everyone uses: clients built through the real services.
+
+``make_client`` registers through ``register()`` and then moves the client with
+the lifecycle functions (``approve``/``deny``/``suspend``/``retire``), so every
+client a test sees is one the real services could have produced.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from joserfc.jwk import ECKey
+
+from app import clock
+from app.models.client import ACTIVE, DENIED, EXPIRED, PENDING, RETIRED, SUSPENDED
+from app.registration import lifecycle
+from app.registration.service import register
+
+ACTOR = "admin:factory"
+
+
+@dataclass
+class Made:
+    client_id: str
+    client_secret: str | None
+    private_key: ECKey | None
+    jwks: dict | None
+    registration_access_token: str
+
+
+def new_key(kid: str = "k1") -> ECKey:
+    return ECKey.generate_key("P-256", parameters={"kid": kid, "use": "sig", "alg": "ES256"}, private=True)
+
+
+def public_jwks(*keys: ECKey) -> dict:
+    return {"keys": [k.as_dict(private=False) for k in keys]}
+
+
+def approve(client_id: str, *, scopes=("read",), audiences=("https://api.example.com",), max_token_ttl=300,
+            days: int = 90, assurance_level: int = 1, proofing_method: str = "in_person"):
+    now = clock.now()
+    return lifecycle.approve(
+        client_id, owner="team-agents", purpose="tests", scopes=list(scopes), audiences=list(audiences),
+        max_token_ttl=max_token_ttl, expires_at=now + timedelta(days=days),
+        review_at=now + timedelta(days=min(days, 30)), assurance_level=assurance_level,
+        proofing_method=proofing_method, evidence="ticket-1", actor=ACTOR)
+
+
+def make_client(auth_method: str = "private_key_jwt", status: str = "active", scopes=("read",),
+                audiences=("https://api.example.com",), max_token_ttl: int = 300, *,
+                address: str | None = "192.0.2.1", **metadata) -> Made:
+    """A client in ``status``; ``metadata`` overrides the registered fields.
+
+    ``expired`` is reached the real way: a one-day approval, the clock moved
+    two days on (and left there) and ``expire_due``.
+    """
+    key = None
+    body = {"client_name": "test agent", "token_endpoint_auth_method": auth_method,
+            "scope": " ".join(scopes), "grant_types": ["client_credentials"]}
+    if auth_method == "private_key_jwt" and "jwks" not in metadata and "jwks_uri" not in metadata:
+        key = new_key()
+        body["jwks"] = public_jwks(key)
+    body.update(metadata)
+    reg = register(body, address=address)
+    client_id = reg.client.client_id
+    if status != PENDING and status != DENIED:
+        approve(client_id, scopes=scopes, audiences=audiences, max_token_ttl=max_token_ttl,
+                days=1 if status == EXPIRED else 90)
+    if status == DENIED:
+        lifecycle.deny(client_id, reason="test denial", actor=ACTOR)
+    elif status == SUSPENDED:
+        lifecycle.suspend(client_id, reason="test suspension", actor=ACTOR)
+    elif status == RETIRED:
+        lifecycle.retire(client_id, actor=ACTOR, reason="test retirement")
+    elif status == EXPIRED:
+        clock.advance(2 * 24 * 3600)
+        lifecycle.expire_due(client_id=client_id)
+    elif status not in (ACTIVE, PENDING):
+        raise ValueError(f"unknown status {status!r}")
+    return Made(client_id=client_id, client_secret=reg.client_secret, private_key=key,
+                jwks=body.get("jwks"), registration_access_token=reg.registration_access_token)
+
+
+PUBLISHER = "https://publisher.example.com"
+
+
+def add_publisher(key: ECKey | None = None, issuer: str = PUBLISHER, assurance_level: int = 2):
+    """A trusted publisher with one EC key; returns (publisher, private key)."""
+    from app.registration import publishers
+    key = key or new_key("pub-1")
+    return publishers.add(issuer, jwks=public_jwks(key), assurance_level=assurance_level, actor=ACTOR), key
+
+
+def software_statement(key: ECKey, *, issuer: str = PUBLISHER, header: dict | None = None, alg: str = "ES256",
+                       **claims) -> str:
+    """A statement signed with ``key``; claims default to a fresh iat and software_id 'acme-agent'."""
+    from joserfc import jwt
+    body = {"iss": issuer, "iat": int(clock.timestamp()), "software_id": "acme-agent",
+            "client_name": "Acme Agent", "software_version": "1.0"}
+    body.update(claims)
+    body = {k: v for k, v in body.items() if v is not None}
+    return jwt.encode({"alg": alg, "kid": key.kid, **(header or {})}, body, key, algorithms=[alg])

@@ -1,0 +1,281 @@
+"""RFC 8693 token exchange for one task (RFC 9396 agent_task): only narrower, policy-checked."""
+import json
+
+import pytest
+from sqlalchemy import select
+
+from app import clock
+from app.extensions import db
+from app.models import AuditEvent, IssuedToken, Task
+from app.registration import lifecycle
+
+from .factories import make_client
+from .token_actions import ACCESS_TOKEN, BOTH_GRANTS, test_client_agent, task
+
+API = "https://api.example.com"
+REPORTS = "https://api.example.com/reports/2026"
+POLICY = """
+[[rule]]
+name = "read-reports"
+intents = ["summarize-reports"]
+clients = ["*"]
+scopes = ["read", "list"]
+actions = ["read", "list"]
+locations = ["https://api.example.com/reports*"]
+datatypes = ["report"]
+max_sensitivity = "internal"
+max_ttl = 120
+delegates = ["*"]
+"""
+
+
+@pytest.fixture
+def settings(tmp_path):
+    path = tmp_path / "policy.toml"
+    path.write_text(POLICY)
+    return {"POLICY_FILE": str(path)}
+
+
+def add_to_policy(app, text):
+    with open(app.config["POLICY_FILE"], "a") as out:
+        out.write(text)
+
+
+def agent_for(client, **options):
+    made = make_client(grant_types=BOTH_GRANTS, **options)
+    return test_client_agent(client, made)
+
+
+def held_token(agent, **params):
+    response = agent.token(**params)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["access_token"]
+
+
+def claims_of(token):
+    import jwt as pyjwt
+    return pyjwt.decode(token, options={"verify_signature": False})
+
+
+def exchanged(agent, subject, **params):
+    params.setdefault("authorization_details", task(locations=[REPORTS]))
+    return agent.exchange(subject, **params)
+
+
+def test_exchange_for_a_task_token(client):
+    agent = agent_for(client, scopes=("read", "list"))
+    subject = held_token(agent)
+    response = exchanged(agent, subject, scope="read", resource=API)
+    assert response.status_code == 200, response.get_json()
+    assert response.headers["Cache-Control"] == "no-store"
+    body = response.get_json()
+    assert body["issued_token_type"] == ACCESS_TOKEN and body["token_type"] == "Bearer"
+    assert body["expires_in"] == 120  # the rule's max_ttl, below the default and the approval
+    claims = claims_of(body["access_token"])
+    assert claims["scope"] == "read" and claims["aud"] == API and "act" not in claims
+    assert claims["task_id"] == body["task_id"]
+    assert claims["authorization_details"] == body["authorization_details"] == [{
+        "type": "agent_task", "intent": "summarize-reports", "actions": ["read"], "locations": [REPORTS],
+        "sensitivity": "public"}]
+    row = db.session.get(IssuedToken, claims["jti"])
+    assert row.parent_jti == claims_of(subject)["jti"] and row.task_id == body["task_id"]
+    assert db.session.get(Task, body["task_id"]).intent == "summarize-reports"
+    kinds = [(e.event_type, e.actor, e.decision) for e in db.session.execute(
+        select(AuditEvent).where(AuditEvent.task_id == body["task_id"]).order_by(AuditEvent.seq)).scalars()]
+    assert kinds == [("policy.decision", "policy:read-reports", "allow"),
+                     ("token.exchanged", f"client:{agent.made.client_id}", "allow")]
+
+
+@pytest.mark.parametrize("params, error, words", [
+    ({"scope": "write"}, "invalid_scope", "not in the subject_token"),
+    ({"resource": "https://other.example"}, "invalid_target", "not an audience of the subject_token"),
+    ({"resource": [API, "https://api2.example.com"]}, "invalid_target", "one audience"),
+    ({"authorization_details": json.dumps([{"type": "payment_initiation"}])},
+     "invalid_authorization_details", "payment_initiation"),
+    ({"authorization_details": "{not json"}, "invalid_authorization_details", "not valid JSON"),
+    ({"authorization_details": task(extra="x")}, "invalid_authorization_details", "unknown fields"),
+    ({"authorization_details": task() + "x"}, "invalid_authorization_details", "JSON"),
+    ({"authorization_details": ""}, "invalid_request", "agent_task is required"),
+    ({"authorization_details": task(intent="delete-everything")}, "invalid_authorization_details",
+     "deny by default"),
+    ({"authorization_details": task(actions=["read", "write"])}, "invalid_authorization_details",
+     "actions write"),
+    ({"authorization_details": task(sensitivity="confidential")}, "invalid_authorization_details",
+     "sensitivity"),
+    ({"authorization_details": task(locations=["https://api.example.com/payroll"])},
+     "invalid_authorization_details", "locations"),
+    ({"subject_token_type": "urn:ietf:params:oauth:token-type:id_token"}, "invalid_request",
+     "urn:ietf:params:oauth:token-type:id_token"),
+    ({"subject_token_type": "urn:ietf:params:oauth:token-type:saml2"}, "invalid_request", "saml2"),
+    ({"actor_token": "x.y.z"}, "invalid_request", "actor_token_type"),
+    ({"actor_token_type": ACCESS_TOKEN}, "invalid_request", "actor_token"),
+    ({"requested_token_type": "urn:ietf:params:oauth:token-type:refresh_token"}, "invalid_request",
+     "refresh_token"),
+])
+def test_refusals(client, params, error, words):
+    agent = agent_for(client)
+    subject = held_token(agent)
+    params = dict(params)  # the parametrize dict is shared by both backends
+    subject_type = params.pop("subject_token_type", ACCESS_TOKEN)
+    response = exchanged(agent, subject, subject_type=subject_type, **params)
+    body = response.get_json()
+    assert response.status_code == 400 and body["error"] == error, body
+    assert words in body["error_description"]
+    refused = db.session.execute(select(AuditEvent).where(AuditEvent.event_type == "token.refused")).scalar_one()
+    assert refused.reason == body["error_description"] and refused.decision == "deny"
+    assert db.session.execute(select(Task)).first() is None
+
+
+def test_policy_denial_is_its_own_audit_event(client):
+    agent = agent_for(client)
+    response = exchanged(agent, held_token(agent), authorization_details=task(intent="wipe-disk"))
+    assert response.get_json()["error"] == "invalid_authorization_details"
+    decision = db.session.execute(select(AuditEvent).where(AuditEvent.event_type == "policy.decision")).scalar_one()
+    assert decision.actor == "policy:default-deny" and decision.decision == "deny"
+    assert "deny by default" in decision.reason
+
+
+@pytest.mark.parametrize("subject", ["garbage", "a.b.c", ""])
+def test_bad_subject_tokens(client, subject):
+    agent = agent_for(client)
+    response = exchanged(agent, subject)
+    assert response.get_json()["error"] == ("invalid_request" if subject == "" else "invalid_grant")
+
+
+def test_revoked_parent_is_invalid_grant(client):
+    agent = agent_for(client)
+    subject = held_token(agent)
+    assert agent.revoke(subject).status_code == 200
+    response = exchanged(agent, subject)
+    assert response.get_json()["error"] == "invalid_grant" and "revoked" in response.get_json()["error_description"]
+
+
+def test_expired_subject_is_invalid_grant(client):
+    agent = agent_for(client)
+    subject = held_token(agent)
+    clock.advance(301)
+    assert exchanged(agent, subject).get_json()["error"] == "invalid_grant"
+
+
+def test_lifetime_within_the_subject_tokens_remaining_life(client):
+    agent = agent_for(client)
+    subject = held_token(agent)
+    clock.advance(250)
+    body = exchanged(agent, subject).get_json()
+    assert body["expires_in"] == 50
+
+
+def test_subject_of_a_suspended_client_is_invalid_grant(client):
+    holder, caller = agent_for(client), agent_for(client)
+    subject = held_token(holder, )
+    lifecycle.suspend(holder.made.client_id, reason="incident", actor="admin:test")
+    response = exchanged(caller, subject)
+    assert response.get_json()["error"] == "invalid_grant"
+
+
+def test_another_clients_token_is_refused(client):
+    """Keycloak CVE-2022-1245: a client must not exchange a token issued to someone else."""
+    victim, attacker = agent_for(client), agent_for(client)
+    response = exchanged(attacker, held_token(victim))
+    body = response.get_json()
+    assert body["error"] == "invalid_grant" and "issued to another client" in body["error_description"]
+
+
+def test_may_act_lets_the_named_delegate_exchange(client):
+    orchestrator, worker, stranger = agent_for(client), agent_for(client), agent_for(client)
+    body = exchanged(orchestrator, held_token(orchestrator),
+                     authorization_details=task(locations=[REPORTS], delegate=worker.made.client_id)).get_json()
+    task_token = body["access_token"]
+    assert claims_of(task_token)["may_act"] == {"client_id": worker.made.client_id, "sub": worker.made.client_id}
+    assert exchanged(stranger, task_token, authorization_details="").get_json()["error"] == "invalid_grant"
+    response = exchanged(worker, task_token, authorization_details="")
+    assert response.status_code == 200, response.get_json()
+    claims = claims_of(response.get_json()["access_token"])
+    assert claims["act"] == {"sub": worker.made.client_id, "client_id": worker.made.client_id}
+    assert claims["sub"] == orchestrator.made.client_id and claims["client_id"] == worker.made.client_id
+    assert claims["task_id"] == body["task_id"] and "may_act" not in claims  # one hop only
+
+
+def test_a_delegate_the_policy_does_not_allow(client, app):
+    add_to_policy(app, '\n[[rule]]\nname = "no-delegates"\nintents = ["audit-*"]\nclients = ["*"]\n'
+                       'scopes = ["read"]\nactions = ["read"]\nmax_ttl = 60\n')
+    agent = agent_for(client)
+    response = exchanged(agent, held_token(agent),
+                         authorization_details=task(intent="audit-logs", delegate="someone"))
+    assert "delegate" in response.get_json()["error_description"]
+
+
+def test_policy_delegation_rule_and_nested_act(client, app):
+    first, second, third = agent_for(client), agent_for(client), agent_for(client)
+    add_to_policy(app, f'''
+[[delegation]]
+name = "second-for-first"
+actors = ["{second.made.client_id}"]
+subjects = ["{first.made.client_id}"]
+
+[[delegation]]
+name = "third-for-second"
+actors = ["{third.made.client_id}"]
+subjects = ["{second.made.client_id}"]
+''')
+    one = exchanged(first, held_token(first)).get_json()["access_token"]
+    two = exchanged(second, one, authorization_details="").get_json()["access_token"]
+    assert claims_of(two)["act"] == {"sub": second.made.client_id, "client_id": second.made.client_id}
+    response = exchanged(third, two, authorization_details="")
+    assert response.status_code == 200, response.get_json()
+    assert claims_of(response.get_json()["access_token"])["act"] == {
+        "sub": third.made.client_id, "client_id": third.made.client_id,
+        "act": {"sub": second.made.client_id, "client_id": second.made.client_id}}
+    denied = exchanged(third, one, authorization_details="")  # no rule lets third act for first
+    assert denied.get_json()["error"] == "invalid_grant"
+
+
+def test_actor_token_needs_may_act_or_policy(client, app):
+    agent = agent_for(client)
+    subject, actor = held_token(agent), held_token(agent)
+    response = exchanged(agent, subject, actor_token=actor, actor_token_type=ACCESS_TOKEN)
+    assert response.get_json()["error"] == "invalid_grant" and "delegation" in \
+        response.get_json()["error_description"]
+    add_to_policy(app, f'\n[[delegation]]\nname = "self"\nactors = ["{agent.made.client_id}"]\n'
+                       f'subjects = ["{agent.made.client_id}"]\n')
+    response = exchanged(agent, subject, actor_token=actor, actor_token_type=ACCESS_TOKEN)
+    assert response.status_code == 200
+    assert claims_of(response.get_json()["access_token"])["act"]["sub"] == agent.made.client_id
+
+
+def test_someone_elses_actor_token_is_refused(client):
+    agent, other = agent_for(client), agent_for(client)
+    response = exchanged(agent, held_token(agent), actor_token=held_token(other), actor_token_type=ACCESS_TOKEN)
+    assert response.get_json()["error"] == "invalid_grant"
+
+
+def test_re_exchange_narrows_the_task(client):
+    agent = agent_for(client)
+    wide = exchanged(agent, held_token(agent), authorization_details=task(
+        actions=["read", "list"], locations=[REPORTS], datatypes=["report"])).get_json()
+    narrow = exchanged(agent, wide["access_token"], authorization_details=task(
+        actions=["list"], locations=[REPORTS], datatypes=["report"]))
+    assert narrow.status_code == 200 and narrow.get_json()["task_id"] == wide["task_id"]
+    for widened in (task(actions=["read", "list", "write"], locations=[REPORTS]),
+                    task(intent="read-reports", actions=["read"]),
+                    task(actions=["read"], locations=[REPORTS, "https://api.example.com/reports/2027"]),
+                    task(actions=["read"], locations=[REPORTS], sensitivity="internal")):
+        response = exchanged(agent, wide["access_token"], authorization_details=widened)
+        assert response.get_json()["error"] == "invalid_authorization_details", widened
+
+
+def test_exchange_without_registering_for_it(client):
+    made = make_client()  # client_credentials only
+    agent = test_client_agent(client, made)
+    response = exchanged(agent, held_token(agent))
+    assert response.get_json()["error"] == "unauthorized_client"
+
+
+def test_scope_not_approved_for_the_caller(client):
+    holder = agent_for(client, scopes=("read", "list"))
+    add_to_policy(client.application, f'\n[[delegation]]\nname = "d"\nactors = ["*"]\n'
+                                      f'subjects = ["{holder.made.client_id}"]\n')
+    caller = agent_for(client, scopes=("read",))
+    response = exchanged(caller, held_token(holder), scope="list")
+    assert response.get_json()["error"] == "invalid_scope" and "approval" in \
+        response.get_json()["error_description"]

@@ -1,0 +1,224 @@
+"""client_credentials (RFC 6749 §4.4) minting RFC 9068 JWT access tokens, within the approval."""
+import base64
+
+import jwt as pyjwt
+import pytest
+from sqlalchemy import event, func, select
+
+from app import clock
+from app.extensions import db
+from app.models import AuditEvent, Client, IssuedToken
+
+from .factories import make_client
+from .token_actions import test_client_agent
+
+ISSUER = "http://127.0.0.1:5000"
+
+
+def verify(client, token, audience="https://api.example.com"):
+    """Verify as a relying service would: PyJWT, the served JWKS, the RFC 9068 typ."""
+    jwks = client.get("/jwks.json").get_json()
+    header = pyjwt.get_unverified_header(token)
+    key = next(pyjwt.PyJWK(k) for k in jwks["keys"] if k["kid"] == header["kid"])
+    assert header["typ"] == "at+jwt"
+    return pyjwt.decode(token, key.key, algorithms=["ES256"], issuer=ISSUER, audience=audience,
+                        options={"verify_exp": False})
+
+
+def events(event_type):
+    return list(db.session.execute(select(AuditEvent).where(AuditEvent.event_type == event_type)
+                                   .order_by(AuditEvent.seq)).scalars())
+
+
+def test_private_key_jwt_gets_an_rfc9068_token(client):
+    made = make_client()
+    response = test_client_agent(client, made).token()
+    assert response.status_code == 200, response.get_json()
+    assert response.headers["Cache-Control"] == "no-store"
+    body = response.get_json()
+    assert body["token_type"] == "Bearer" and body["scope"] == "read" and "refresh_token" not in body
+    claims = verify(client, body["access_token"])
+    assert claims["sub"] == claims["client_id"] == made.client_id
+    assert claims["scope"] == "read" and claims["owner"] == "team-agents"
+    assert claims["exp"] - claims["iat"] == body["expires_in"] == 300
+    row = db.session.get(IssuedToken, claims["jti"])
+    assert row.client_id == made.client_id and row.grant_type == "client_credentials"
+    [issued] = events("token.issued")
+    assert (issued.jti, issued.client_id, issued.decision) == (claims["jti"], made.client_id, "allow")
+    assert issued.data["scope"] == "read" and issued.data["auth_method"] == "private_key_jwt"
+
+
+@pytest.mark.parametrize("auth_method", ["client_secret_basic", "client_secret_post"])
+def test_secret_methods(client, auth_method):
+    made = make_client(auth_method=auth_method)
+    if auth_method == "client_secret_basic":
+        basic = base64.b64encode(f"{made.client_id}:{made.client_secret}".encode()).decode()
+        response = client.post("/token", data={"grant_type": "client_credentials"},
+                               headers={"Authorization": f"Basic {basic}"})
+    else:
+        response = client.post("/token", data={"grant_type": "client_credentials", "client_id": made.client_id,
+                                               "client_secret": made.client_secret})
+    assert response.status_code == 200, response.get_json()
+
+
+def test_wrong_secret_is_401_with_www_authenticate(client):
+    made = make_client(auth_method="client_secret_basic")
+    basic = base64.b64encode(f"{made.client_id}:not-the-secret".encode()).decode()
+    response = client.post("/token", data={"grant_type": "client_credentials"},
+                           headers={"Authorization": f"Basic {basic}"})
+    assert response.status_code == 401 and response.get_json()["error"] == "invalid_client"
+    assert response.headers["WWW-Authenticate"].startswith("Basic ")
+    [refused] = events("token.refused")
+    assert refused.actor == "anonymous" and refused.decision == "deny"
+
+
+def test_the_registered_method_only(client):
+    """A private_key_jwt client cannot fall back to a secret (it has none), and vice versa."""
+    made = make_client(auth_method="client_secret_post")
+    response = client.post("/token", data={"grant_type": "client_credentials", "client_id": made.client_id,
+                                           "client_secret": made.client_secret, "client_assertion": "x.y.z",
+                                           "client_assertion_type": "nonsense"})
+    assert response.status_code == 200  # the secret, the method it registered, works
+    keyed = make_client()
+    response = client.post("/token", data={"grant_type": "client_credentials", "client_id": keyed.client_id,
+                                           "client_secret": "guess"})
+    assert response.get_json()["error"] == "invalid_client"
+
+
+def test_ttl_is_the_smaller_of_default_and_approval(client):
+    made = make_client(max_token_ttl=120)
+    body = test_client_agent(client, made).token().get_json()
+    assert body["expires_in"] == 120
+
+
+@pytest.mark.parametrize("settings", [{"INCLUDE_OWNER_IN_TOKENS": False}])
+def test_owner_left_out_when_configured(client, settings):
+    body = test_client_agent(client, make_client()).token().get_json()
+    assert "owner" not in verify(client, body["access_token"])
+
+
+def test_no_scope_asked_gives_the_approved_scopes_and_audiences(client):
+    made = make_client(scopes=("read", "list"), audiences=("https://a.example", "https://b.example"))
+    body = test_client_agent(client, made).token().get_json()
+    claims = verify(client, body["access_token"], audience="https://a.example")
+    assert set(claims["scope"].split()) == {"read", "list"}
+    assert sorted(claims["aud"]) == ["https://a.example", "https://b.example"]
+
+
+def test_narrower_scope_and_resource(client):
+    made = make_client(scopes=("read", "list"), audiences=("https://a.example", "https://b.example"))
+    body = test_client_agent(client, made).token(scope="list", resource="https://b.example").get_json()
+    claims = verify(client, body["access_token"], audience="https://b.example")
+    assert claims["scope"] == "list" and claims["aud"] == "https://b.example"
+
+
+@pytest.mark.parametrize("params, error", [
+    ({"scope": "write"}, "invalid_scope"),
+    ({"scope": "read admin"}, "invalid_scope"),
+    ({"resource": "https://evil.example"}, "invalid_target"),
+    ({"audience": "https://evil.example"}, "invalid_target"),
+    ({"resource": "not-a-uri"}, "invalid_target"),
+    ({"resource": "https://api.example.com#frag"}, "invalid_target"),
+    ({"authorization_details": '[{"type": "agent_task"}]'}, "invalid_authorization_details"),
+])
+def test_outside_the_approval_is_refused(client, params, error):
+    made = make_client()
+    response = test_client_agent(client, made).token(**params)
+    assert response.status_code == 400 and response.get_json()["error"] == error
+    assert response.headers["Cache-Control"] == "no-store"
+    [refused] = events("token.refused")
+    assert refused.client_id == made.client_id and refused.reason == response.get_json()["error_description"]
+    assert db.session.execute(select(IssuedToken)).first() is None
+
+
+@pytest.mark.parametrize("status, error, words", [
+    ("pending", "unauthorized_client", "pending approval"),
+    ("suspended", "unauthorized_client", "suspended"),
+    ("expired", "unauthorized_client", "expired"),
+    ("denied", "invalid_client", "denied"),
+    ("retired", "invalid_client", "retired"),
+])
+def test_client_status_rules(client, status, error, words):
+    made = make_client(status=status)
+    response = test_client_agent(client, made).token()
+    assert response.get_json()["error"] == error and words in response.get_json()["error_description"]
+
+
+def test_unknown_client_is_invalid_client(client):
+    response = client.post("/token", data={"grant_type": "client_credentials", "client_id": "nobody",
+                                           "client_secret": "x"})
+    assert response.get_json()["error"] == "invalid_client"
+
+
+def test_expiry_is_enforced_at_request_time(client):
+    made = make_client()
+    agent = test_client_agent(client, made)
+    assert agent.token().status_code == 200
+    clock.advance(91 * 24 * 3600)  # past the approval, before any sweep ran
+    response = agent.token()
+    assert response.get_json()["error"] == "unauthorized_client"
+    db.session.expire_all()
+    assert db.session.get(Client, made.client_id).status == "expired"
+    assert [e.actor for e in events("client.expired")] == ["system"]
+
+
+def test_grant_type_must_be_registered(client):
+    made = make_client()  # registered for client_credentials only
+    response = test_client_agent(client, made).post("/token", {
+        "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange", "subject_token": "x",
+        "subject_token_type": "urn:ietf:params:oauth:token-type:access_token"})
+    assert response.get_json()["error"] == "unauthorized_client"
+
+
+@pytest.mark.parametrize("grant_type", ["password", "authorization_code", "refresh_token", ""])
+def test_unsupported_grant_types(client, grant_type):
+    made = make_client()
+    response = test_client_agent(client, made).post("/token", {"grant_type": grant_type})
+    assert response.get_json()["error"] == "unsupported_grant_type"
+
+
+def test_hot_path_budget(client, app):
+    """DESIGN.md principle 8: one read of the client with its approval, one write transaction
+    (the jti, the audit chain head, the event, the token row), nothing after the commit."""
+    made = make_client()
+    agent = test_client_agent(client, made)
+    agent.token()  # warm the key cache
+    statements = []
+
+    def record(conn, cursor, statement, *args):
+        statements.append(" ".join(statement.split()[:3]))
+
+    listeners = [(db.engine, "before_cursor_execute", record),
+                 (db.engine, "commit", lambda conn: statements.append("COMMIT"))]
+    for listener in listeners:
+        event.listen(*listener)
+    try:
+        assert agent.token().status_code == 200
+    finally:
+        for listener in listeners:
+            event.remove(*listener)
+    reads = [s for s in statements if s.startswith("SELECT") and "audit_head" not in s]
+    assert len(reads) == 1 and "client" in reads[0], statements
+    assert statements.count("COMMIT") == 1 and statements[-1] == "COMMIT", statements
+
+
+@pytest.mark.parametrize("settings", [{"CLIENT_SECRET_TTL": 60}])
+def test_an_expired_secret_is_refused(client, settings):
+    made = make_client(auth_method="client_secret_post")
+    clock.advance(61)
+    response = client.post("/token", data={"grant_type": "client_credentials", "client_id": made.client_id,
+                                           "client_secret": made.client_secret})
+    assert response.get_json()["error"] == "invalid_client"
+    assert "secret expired" in response.get_json()["error_description"]
+
+
+def test_expired_assertion_rows_are_swept(client, monkeypatch):
+    from app.models import AssertionJti
+    from app.oauth import client_auth
+    made = make_client()
+    agent = test_client_agent(client, made)
+    agent.token()
+    clock.advance(3600)
+    monkeypatch.setattr(client_auth, "PURGE_ONE_IN", 1)
+    agent.token()
+    assert db.session.scalar(select(func.count()).select_from(AssertionJti)) == 1
