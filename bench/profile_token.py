@@ -19,8 +19,8 @@ from pathlib import Path
 from . import ostiary
 from .workloads import SCOPE, basic
 
-PARTS = ("views.py:.*\\(token\\)|grants/base.py:.*\\(issue\\)|_chain_new_events|load_client"
-         "|rfc9068.py:.*\\(mint\\)|do_ping")
+PARTS = ("views.py:.*\\(token\\)|grants/base.py:.*\\(issue\\)|trail.py:.*\\((append|_chain)\\)|load_client"
+         "|authenticate_client_secret_basic|rfc9068.py:.*\\(mint\\)|do_ping")
 
 
 def main(argv=None) -> None:

@@ -124,15 +124,21 @@ def runner(app):
     return app.test_cli_runner()
 
 
+# The shared servers register many clients from one address within a minute; the limits
+# themselves are tested with servers of their own (test_registration, e2e/test_multi_instance).
+SHARED_SERVER_LIMITS = {"REGISTRATION_RATE_LIMIT": "10000 per minute", "PENDING_CAP_PER_ADDRESS": 10000}
+
+
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory):
     """A real gunicorn server on SQLite, shared by the e2e tests of a session."""
-    with start_server(tmp_path_factory.mktemp("live")) as server:
+    with start_server(tmp_path_factory.mktemp("live"), **SHARED_SERVER_LIMITS) as server:
         yield server
 
 
 @pytest.fixture(scope="session")
 def live_server_pg(tmp_path_factory, new_pg_database):
     """A real gunicorn server on a PostgreSQL database of its own."""
-    with start_server(tmp_path_factory.mktemp("live-pg"), database_url=new_pg_database()) as server:
+    with start_server(tmp_path_factory.mktemp("live-pg"), database_url=new_pg_database(),
+                      **SHARED_SERVER_LIMITS) as server:
         yield server

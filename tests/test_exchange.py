@@ -162,7 +162,8 @@ def test_lifetime_within_the_subject_tokens_remaining_life(client):
     subject = held_token(agent)
     clock.advance(250)
     body = exchanged(agent, subject).get_json()
-    assert body["expires_in"] == 50
+    assert claims_of(body["access_token"])["exp"] <= claims_of(subject)["exp"]
+    assert body["expires_in"] in (49, 50)  # 50, or 49 if a second ticked between the two requests
 
 
 def test_subject_of_a_suspended_client_is_invalid_grant(client):

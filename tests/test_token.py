@@ -199,7 +199,18 @@ def test_hot_path_budget(client, app):
             event.remove(*listener)
     reads = [s for s in statements if s.startswith("SELECT") and "audit_head" not in s]
     assert len(reads) == 1 and "client" in reads[0], statements
+    if db.engine.dialect.name == "sqlite":  # the read: its own lock-free transaction (load_client)
+        assert statements[:3] == ["BEGIN", reads[0], "BEGIN IMMEDIATE"], statements
+        statements = statements[2:]
     assert statements.count("COMMIT") == 1 and statements[-1] == "COMMIT", statements
+
+
+def test_token_requests_leave_the_console_session_alone(client):
+    """Nothing on the hot path opens the console's session cookie (no ``Vary: Cookie``)."""
+    client.set_cookie("ostiary_console", "not-a-session")
+    response = test_client_agent(client, make_client()).token()
+    assert response.status_code == 200
+    assert "Cookie" not in response.headers.get("Vary", "") and "Set-Cookie" not in response.headers
 
 
 @pytest.mark.parametrize("settings", [{"CLIENT_SECRET_TTL": 60}])

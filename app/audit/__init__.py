@@ -1,4 +1,5 @@
-"""The audit trail: ``record()`` in the same transaction as the change it describes."""
-from .trail import export_jsonl, record, verify
+"""The audit trail: ``record()`` in the same transaction as the change it describes
+(``append()``: the same, written at once with Core statements, for the hot path)."""
+from .trail import append, export_jsonl, record, verify
 
-__all__ = ["record", "verify", "export_jsonl"]
+__all__ = ["record", "append", "verify", "export_jsonl"]

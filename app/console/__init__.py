@@ -11,6 +11,7 @@ import logging
 from datetime import timedelta
 
 from flask import Blueprint, Flask, render_template
+from flask.sessions import SecureCookieSessionInterface
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,17 @@ def _http_error(exc: HTTPException):
     return render_template("console/error.html", error=exc), exc.code or 500
 
 
+class ConsoleSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, opened for console requests only: nothing else reads it,
+    and opening it (a signing serializer, the cookie's signature check) on every token request
+    was CPU spent for nothing. Elsewhere the session is Flask's null session: never saved."""
+
+    def open_session(self, app, request):
+        if request.path != bp.url_prefix and not request.path.startswith(bp.url_prefix + "/"):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
+
+
 def init_app(app: Flask) -> None:
     """Session cookie rules, the login manager, and the blueprint."""
     app.config.update(
@@ -49,6 +61,11 @@ def init_app(app: Flask) -> None:
     )
     from . import auth, auditlog, clients, keys, pending, trust  # noqa: F401 (routes)
     from .templating import init_templating
+    app.session_interface = ConsoleSessionInterface()
     auth.login_manager.init_app(app)
+    # Flask-Login's remember-cookie hook runs after every request of the app and opens the
+    # session cookie (and answers ``Vary: Cookie``) even on /token; only console requests
+    # can carry a console login, so it runs for them alone (auth.py registers it on bp).
+    app.after_request_funcs[None].remove(auth.login_manager._update_remember_cookie)
     init_templating(app)
     app.register_blueprint(bp)

@@ -18,6 +18,7 @@ login_manager = LoginManager()
 login_manager.login_view = "console.login"
 login_manager.login_message = "Log in to use the console."
 login_manager.session_protection = "strong"
+bp.after_request(login_manager._update_remember_cookie)  # the console's only (see init_app)
 
 
 class ConsoleUser(UserMixin):

@@ -24,7 +24,7 @@ from flask import current_app
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from sqlalchemy import delete
+from sqlalchemy import delete, insert
 from sqlalchemy.exc import IntegrityError
 
 from .. import clock
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 AUTH_METHOD = "private_key_jwt"
 LEEWAY = 30  # clock skew allowed on exp/nbf/iat, seconds
 PURGE_ONE_IN = 256
+INSERT_JTI = insert(AssertionJti.__table__)  # a Core INSERT: on the hot path, no unit of work
 
 
 class PrivateKeyJWT(JWTBearerClientAssertion):
@@ -100,9 +101,9 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
             # Rows of expired assertions protect nothing (exp already refuses them); sweeping
             # them now and then keeps the table small without a statement on every request.
             db.session.execute(delete(AssertionJti).where(AssertionJti.expires_at < clock.now()))
-        db.session.add(AssertionJti(client_id=claims["sub"], jti=jti, expires_at=expires))
         try:
-            db.session.flush()
+            db.session.connection().execute(INSERT_JTI, {"client_id": claims["sub"], "jti": jti,
+                                                         "expires_at": expires})
         except IntegrityError:
             db.session.rollback()  # nothing else is pending yet: only the client was read
             return False

@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
+from typing import NamedTuple
 
 from authlib.oauth2.rfc6749 import ClientMixin
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 from flask import current_app
-from sqlalchemy import select
-from sqlalchemy.orm import joinedload
+from sqlalchemy import bindparam, select
 
 from .. import clock, hashing
 from ..extensions import db
-from ..models import Client
+from ..models import Approval, Client
 
 log = logging.getLogger(__name__)
 
@@ -19,20 +20,71 @@ TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 DEFAULT_GRANT_TYPES = ("client_credentials",)
 
 
+class ApprovalRecord(NamedTuple):
+    """What the token endpoints read of a client's current approval."""
+    id: int
+    owner: str
+    scopes: list
+    audiences: list
+    max_token_ttl: int
+    expires_at: datetime
+
+
+class ClientRecord(NamedTuple):
+    """What the token endpoints read of a client: plain values, read once per request."""
+    client_id: str
+    status: str
+    token_endpoint_auth_method: str
+    secret_hash: str | None
+    secret_expires_at: datetime | None
+    client_metadata: dict | None
+    jwks: dict | None
+    jwks_uri: str | None
+    approval: ApprovalRecord | None
+
+
+_CLIENT, _APPROVAL = Client.__table__, Approval.__table__
+_N_CLIENT = len(ClientRecord._fields) - 1
+# Built once, a Core statement and plain tuples: on the token endpoint's hot path the ORM's
+# identity map and joined-eager loading cost several times the query itself.
+LOAD = (select(*(_CLIENT.c[name] for name in ClientRecord._fields[:-1]),
+               *(_APPROVAL.c[name] for name in ApprovalRecord._fields))
+        .select_from(_CLIENT.outerjoin(_APPROVAL, _APPROVAL.c.id == _CLIENT.c.approval_id))
+        .where(_CLIENT.c.client_id == bindparam("client_id")))
+# SQLite: a plain (deferred) BEGIN for this read; see app._configure_engine.
+READ_ONLY = {"ostiary_read_only": True}
+
+
 def load_client(client_id: str) -> OAuthClient | None:
-    """The client and its current approval: one indexed read (DESIGN.md principle 8)."""
+    """The client and its current approval: one indexed read (DESIGN.md principle 8).
+
+    On SQLite, where every other transaction is ``BEGIN IMMEDIATE``, a read that would open the
+    request's transaction runs instead on a connection of its own, in a deferred (lock-free)
+    transaction ended as soon as the row is read: otherwise the database write lock would be
+    held from here to the issuance's commit, across the secret check and the signature, and
+    every token request of every process would queue behind it.
+    The write transaction then begins at the first write, as on PostgreSQL (READ COMMITTED),
+    where the client row is not locked either: a suspension committed between the read and
+    the issuance is no more visible to the issuance there than here.
+    """
     if not isinstance(client_id, str) or not client_id or len(client_id) > 64:
         return None
-    row = db.session.execute(
-        select(Client).options(joinedload(Client.approval)).where(Client.client_id == client_id)
-    ).scalar_one_or_none()
-    return OAuthClient(row) if row is not None else None
+    session = db.session()  # this request's Session (the scoped proxy has no in_transaction)
+    if not session.in_transaction() and db.engine.dialect.name == "sqlite":
+        with db.engine.connect().execution_options(**READ_ONLY) as connection:
+            row = connection.execute(LOAD, {"client_id": client_id}).first()
+    else:
+        row = session.connection().execute(LOAD, {"client_id": client_id}).first()
+    if row is None:
+        return None
+    approval = ApprovalRecord(*row[_N_CLIENT:]) if row[_N_CLIENT] is not None else None
+    return OAuthClient(ClientRecord(*row[:_N_CLIENT], approval))
 
 
 class OAuthClient(ClientMixin):
-    """Adapts a ``Client`` row to Authlib; status rules live in ``app.oauth.status``."""
+    """Adapts a ``ClientRecord`` to Authlib; status rules live in ``app.oauth.status``."""
 
-    def __init__(self, row: Client):
+    def __init__(self, row: ClientRecord):
         self.row = row
         self.client_id = row.client_id
 

@@ -15,7 +15,6 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 
 from .. import clock
-from ..models import IssuedToken
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +26,7 @@ VERIFY_ALGORITHMS = ["ES256", "RS256"]
 class Minted:
     access_token: str
     claims: dict
-    row: IssuedToken
+    row: dict  # the ``issued_token`` row's values, INSERTed by the grant's one write transaction
     extra: dict = field(default_factory=dict)
 
     def response(self) -> dict:
@@ -40,7 +39,7 @@ class Minted:
 def mint(*, client_id: str, subject: str, scopes: list[str], audience: list[str], ttl: int,
          grant_type: str, owner: str | None = None, extra_claims: dict | None = None,
          parent_jti: str | None = None, task_id: str | None = None) -> Minted:
-    """Sign an access token with the active key and build (not add) its ``IssuedToken`` row."""
+    """Sign an access token with the active key and give (not write) its ``issued_token`` row."""
     kid, alg, key = current_app.extensions["ostiary.keys"].signer()
     now = int(clock.timestamp())
     jti = secrets.token_urlsafe(24)
@@ -53,9 +52,9 @@ def mint(*, client_id: str, subject: str, scopes: list[str], audience: list[str]
         claims["owner"] = owner
     claims.update(extra_claims or {})
     token = jwt.encode({"typ": TOKEN_TYPE, "alg": alg, "kid": kid}, claims, key, algorithms=[alg])
-    row = IssuedToken(jti=jti, client_id=client_id, subject=subject, scope=claims["scope"],
-                      audience=list(audience), grant_type=grant_type, parent_jti=parent_jti,
-                      task_id=task_id, issued_at=_at(now), expires_at=_at(now + ttl))
+    row = {"jti": jti, "client_id": client_id, "subject": subject, "scope": claims["scope"],
+           "audience": list(audience), "grant_type": grant_type, "parent_jti": parent_jti,
+           "task_id": task_id, "issued_at": _at(now), "expires_at": _at(now + ttl)}
     return Minted(token, claims, row)
 
 

@@ -261,7 +261,7 @@ def _check_examples(policy: Policy) -> None:
                               f"{'allow' if decision.allowed else 'deny'}: {decision.reason}")
 
 
-_cache: dict[str, tuple[float, Policy]] = {}
+_cache: dict[str, tuple[tuple, Policy]] = {}
 _lock = threading.Lock()
 
 
@@ -272,11 +272,14 @@ def load(path: str | None = None) -> Policy:
     a file that was never valid raises ``PolicyError``."""
     path = str(path or SHIPPED)
     try:
-        mtime = os.stat(path).st_mtime_ns
+        found = os.stat(path)
     except OSError as exc:
         raise PolicyError(f"cannot read the policy file {path}: {exc.strerror}") from None
+    # mtime alone misses an edit made within the file system's timestamp tick (a few ms);
+    # size and inode catch appends and editors that replace the file.
+    version = (found.st_mtime_ns, found.st_size, found.st_ino)
     cached = _cache.get(path)
-    if cached and cached[0] == mtime:
+    if cached and cached[0] == version:
         return cached[1]
     with _lock:
         try:
@@ -286,7 +289,7 @@ def load(path: str | None = None) -> Policy:
                 log.error("policy file %s is invalid, keeping the previous one: %s", path, exc)
                 return cached[1]
             raise PolicyError(str(exc)) from None
-        _cache[path] = (mtime, policy)
+        _cache[path] = (version, policy)
         log.info("loaded policy %s: %d rules, %d delegations, %d workload bindings, %d examples checked",
                  path, len(policy.rules), len(policy.delegations), len(policy.workloads), len(policy.examples))
         return policy

@@ -2,6 +2,7 @@
 -- args: method path file|- nthreads header...   (file "-" sends no body)
 -- A line is a request body; a thread cycles through its lines, so a file with as
 -- many unique lines as requests gives every request a fresh body (a fresh jti).
+-- A file with fewer lines than threads is sent whole by every thread.
 local created = 0
 
 function setup(thread)
@@ -20,12 +21,17 @@ function init(args)
   if file == "-" then
     prepared[1] = wrk.format(method, path, headers, nil)
   else
-    local n = 0
+    local lines = {}
     for line in io.lines(file) do
-      if n % nthreads == tid then
+      lines[#lines + 1] = line
+    end
+    -- Fewer lines than threads (one body for every request): every thread sends them all.
+    -- Sharing them out would leave a thread with nothing to send, and its connections open
+    -- and silent for the whole run (which a threaded server pays for, an evented one not).
+    for n, line in ipairs(lines) do
+      if #lines < nthreads or (n - 1) % nthreads == tid then
         prepared[#prepared + 1] = wrk.format(method, path, headers, line)
       end
-      n = n + 1
     end
   end
   index = 0

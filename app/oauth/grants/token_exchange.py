@@ -120,7 +120,7 @@ class TokenExchangeGrant(OstiaryGrantMixin, BaseGrant, TokenEndpointMixin):
         minted.extra = {"issued_token_type": ACCESS_TOKEN, "authorization_details": [ex["task"]],
                         "task_id": task_id}
         policy_event = {"event_type": "policy.decision", "actor": decision.actor, "client_id": client.client_id,
-                        "jti": minted.row.jti, "task_id": task_id, "decision": "allow",
+                        "jti": minted.row["jti"], "task_id": task_id, "decision": "allow",
                         "reason": decision.reason, "data": decision.as_audit()}
         self.issue(minted, "token.exchanged", extra_rows=rows, audits=[policy_event], data={
             "subject": {"sub": subject.sub, "jti": subject.row.jti if subject.ours else None,
