@@ -47,7 +47,7 @@ def parse(raw: str | None) -> dict | None:
         if not isinstance(item, dict) or not isinstance(item.get("type"), str):
             raise AuthorizationDetailsError("each authorization_details entry must be an object with a type")
         if item["type"] != TYPE:
-            raise AuthorizationDetailsError(f"authorization_details type '{_safe(item['type'])}' is not "
+            raise AuthorizationDetailsError(f"authorization_details type '{safe_echo(item['type'])}' is not "
                                             f"defined by this server (supported: {TYPE})")
     if len(details) != 1:
         raise AuthorizationDetailsError("one agent_task per token: a task token is for one task")
@@ -57,7 +57,7 @@ def parse(raw: str | None) -> dict | None:
 def normalise(item: dict) -> dict:
     unknown = set(item) - FIELDS
     if unknown:
-        raise AuthorizationDetailsError(f"agent_task has unknown fields: {', '.join(sorted(map(_safe, unknown)))}")
+        raise AuthorizationDetailsError(f"agent_task has unknown fields: {', '.join(sorted(map(safe_echo, unknown)))}")
     intent = item.get("intent")
     if not isinstance(intent, str) or not 0 < len(intent) <= 128:
         raise AuthorizationDetailsError("agent_task needs an intent: a string of at most 128 characters")
@@ -84,7 +84,7 @@ def normalise(item: dict) -> dict:
 def narrower_than(requested: dict, held: dict) -> str | None:
     """Why ``requested`` is not within ``held`` (a re-exchange never widens), or None."""
     if requested["intent"] != held["intent"]:
-        return f"the intent must stay '{_safe(held['intent'])}'"
+        return f"the intent must stay '{safe_echo(held['intent'])}'"
     for name in ("actions", "locations", "datatypes"):
         extra = set(requested.get(name, ())) - set(held.get(name, ()))
         if name in held and extra:
@@ -110,6 +110,6 @@ def _strings(item: dict, name: str, required: bool = False) -> list[str]:
     return sorted(set(value))
 
 
-def _safe(text: str, limit: int = 64) -> str:
+def safe_echo(text: str, limit: int = 64) -> str:
     """Echo user text in an error_description without characters RFC 6749 §5.2 forbids."""
     return "".join(c for c in str(text)[:limit] if 0x20 <= ord(c) <= 0x7E and c not in '"\\')

@@ -1,7 +1,7 @@
 """Decisions against the approval record: requested scopes and audiences within it."""
 from __future__ import annotations
 
-from .agent_task import _safe
+from .agent_task import safe_echo
 from .rules import Decision
 
 
@@ -14,12 +14,12 @@ def within_approval(*, approved_scopes: list[str], approved_audiences: list[str]
     if scopes:
         extra = sorted(set(scopes) - set(approved_scopes))
         if extra:
-            return Decision(False, f"scope {_safe(' '.join(extra))} is not in the client's approval "
+            return Decision(False, f"scope {safe_echo(' '.join(extra))} is not in the client's approval "
                                    f"({' '.join(approved_scopes)})", rule="approval", error="invalid_scope")
     if audiences:
         extra = sorted(set(audiences) - set(approved_audiences))
         if extra:
-            return Decision(False, f"audience {_safe(' '.join(extra))} is not in the client's approval",
+            return Decision(False, f"audience {safe_echo(' '.join(extra))} is not in the client's approval",
                             rule="approval", error="invalid_target")
     granted = {"scopes": sorted(set(scopes)) if scopes else list(approved_scopes),
                "audiences": sorted(set(audiences)) if audiences else list(approved_audiences)}

@@ -133,7 +133,7 @@ class Policy:
         """May ``client_id`` (approved for ``owner``) get a token with ``scopes`` for ``task``?"""
         rule = next((r for r in self.rules if r.applies(client_id, owner, task["intent"])), None)
         if rule is None:
-            return Decision(False, f"no policy rule allows intent '{agent_task._safe(task['intent'])}' "
+            return Decision(False, f"no policy rule allows intent '{agent_task.safe_echo(task['intent'])}' "
                                    "for this client (deny by default)",
                             error="invalid_authorization_details")
         denied = _outside(rule, task, scopes)
@@ -142,7 +142,7 @@ class Policy:
             return Decision(False, f"rule {rule.name}: {why}", rule=rule.name, error=error)
         delegate = task.get("delegate")
         if delegate and not _match(delegate, rule.delegates):
-            return Decision(False, f"rule {rule.name}: delegate {agent_task._safe(delegate)} is not allowed",
+            return Decision(False, f"rule {rule.name}: delegate {agent_task.safe_echo(delegate)} is not allowed",
                             rule=rule.name, error="invalid_authorization_details")
         return Decision(True, f"rule {rule.name} allows intent {task['intent']}", rule=rule.name,
                         max_ttl=rule.max_ttl, granted=task, may_act=delegate)
@@ -167,7 +167,7 @@ def _outside(rule: Rule, task: dict, scopes: list[str]) -> tuple[str, str] | Non
         extra = [v for v in task.get(name, ()) if not _match(v, getattr(rule, name))]
         if extra:
             return ("invalid_authorization_details",
-                    f"{name} {', '.join(agent_task._safe(v) for v in extra)} not allowed for this intent")
+                    f"{name} {', '.join(agent_task.safe_echo(v) for v in extra)} not allowed for this intent")
     if agent_task.rank(task["sensitivity"]) > agent_task.rank(rule.max_sensitivity):
         return ("invalid_authorization_details",
                 f"sensitivity {task['sensitivity']} is above {rule.max_sensitivity} for this intent")

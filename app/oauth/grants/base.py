@@ -14,7 +14,7 @@ from sqlalchemy import insert
 from ... import audit
 from ...extensions import db
 from ...models import IssuedToken
-from ...policy.agent_task import _safe
+from ...policy.agent_task import safe_echo
 from ..errors import InvalidAuthorizationDetailsError, InvalidTargetError
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class OstiaryGrantMixin:
         for uri in datalist.get("resource", []):
             parts = urlsplit(uri)
             if not parts.scheme or not parts.netloc or "#" in uri:
-                raise InvalidTargetError(f"resource {_safe(uri)} is not an absolute URI without a "
+                raise InvalidTargetError(f"resource {safe_echo(uri)} is not an absolute URI without a "
                                          "fragment (RFC 8707 section 2)")
         return list(dict.fromkeys([*datalist.get("resource", []), *datalist.get("audience", [])]))
 

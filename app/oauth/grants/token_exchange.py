@@ -22,7 +22,7 @@ from flask import current_app
 from ... import clock
 from ...models import IssuedToken, Task
 from ...policy import agent_task
-from ...policy.agent_task import _safe
+from ...policy.agent_task import safe_echo
 from ...policy.rules import PolicyError, load
 from .. import rfc9068, tokens, workload
 from ..clients import TOKEN_EXCHANGE
@@ -76,7 +76,7 @@ class TokenExchangeGrant(OstiaryGrantMixin, BaseGrant, TokenEndpointMixin):
             raise InvalidRequestError("actor_token and actor_token_type go together (RFC 8693 section 2.1)")
         requested_type = form.get("requested_token_type")
         if requested_type and requested_type not in SUPPORTED_TOKEN_TYPES:
-            raise InvalidRequestError(f"requested_token_type {_safe(requested_type)} is not supported; "
+            raise InvalidRequestError(f"requested_token_type {safe_echo(requested_type)} is not supported; "
                                       f"this server issues {ACCESS_TOKEN}")
         policy = self.policy()
         subject = self.presented(form["subject_token"], form["subject_token_type"], "subject_token", policy)
@@ -134,7 +134,7 @@ class TokenExchangeGrant(OstiaryGrantMixin, BaseGrant, TokenEndpointMixin):
         """An access token this server issued and that is still active, or a workload JWT from
         a trusted issuer (``…:jwt`` only) that a policy ``[[workload]]`` rule binds to the caller."""
         if token_type not in SUPPORTED_TOKEN_TYPES:
-            raise InvalidRequestError(f"{name}_type {_safe(token_type)} is not supported; use "
+            raise InvalidRequestError(f"{name}_type {safe_echo(token_type)} is not supported; use "
                                       f"{ACCESS_TOKEN} or {JWT}")
         claims = rfc9068.verify(token)
         if claims is not None:
@@ -155,11 +155,11 @@ class TokenExchangeGrant(OstiaryGrantMixin, BaseGrant, TokenEndpointMixin):
         try:
             claims = workload.verify(token)
         except workload.UntrustedWorkloadToken as exc:
-            raise InvalidGrantError(f"the {name} is not accepted: {_safe(str(exc), 400)}") from None
+            raise InvalidGrantError(f"the {name} is not accepted: {safe_echo(str(exc), 400)}") from None
         binding = policy.workload(client_id=self.client.client_id, issuer=claims["iss"], subject=claims["sub"])
         if binding is None:
             raise InvalidGrantError(f"no policy workload rule lets this client present "
-                                    f"{_safe(claims['sub'], 200)} from {_safe(claims['iss'], 200)}")
+                                    f"{safe_echo(claims['sub'], 200)} from {safe_echo(claims['iss'], 200)}")
         return Presented(sub=claims["sub"], exp=claims["exp"], claims=claims, binding=binding.name)
 
     def requested_task(self, raw: str | None, subject: Presented) -> dict:
@@ -218,11 +218,11 @@ class TokenExchangeGrant(OstiaryGrantMixin, BaseGrant, TokenEndpointMixin):
         scopes = self.requested_scopes() or [s for s in held if s in approved]
         wider = sorted(set(scopes) - set(held))
         if wider:
-            raise InvalidScopeError(f"exchange only narrows: scope {_safe(' '.join(wider))} is not in "
+            raise InvalidScopeError(f"exchange only narrows: scope {safe_echo(' '.join(wider))} is not in "
                                     "the subject_token")
         unapproved = sorted(set(scopes) - set(approved))
         if unapproved:
-            raise InvalidScopeError(f"scope {_safe(' '.join(unapproved))} is not in the client's approval")
+            raise InvalidScopeError(f"scope {safe_echo(' '.join(unapproved))} is not in the client's approval")
         if not scopes:
             raise InvalidScopeError("no scope left: the subject_token and the approval share none")
         return sorted(set(scopes))
@@ -240,9 +240,9 @@ class TokenExchangeGrant(OstiaryGrantMixin, BaseGrant, TokenEndpointMixin):
             asked = candidates
         audience = asked[0]
         if audience not in held:
-            raise InvalidTargetError(f"exchange only narrows: {_safe(audience)} is not an audience of "
+            raise InvalidTargetError(f"exchange only narrows: {safe_echo(audience)} is not an audience of "
                                      "the subject_token")
         if audience not in approved:
-            raise InvalidTargetError(f"audience {_safe(audience)} is not in the client's approval")
+            raise InvalidTargetError(f"audience {safe_echo(audience)} is not in the client's approval")
         return audience
 
