@@ -21,7 +21,7 @@ def cli_actor() -> str:
     return f"cli:{getpass.getuser()}"
 
 
-def _fail(message: str):
+def fail(message: str):
     click.echo(f"ostiary: error: {message}", err=True)
     sys.exit(1)
 
@@ -30,7 +30,7 @@ def _create_cli_app():
     try:
         return create_app(check=False)
     except StartupError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def initialise(app) -> list[str]:
@@ -73,7 +73,7 @@ def run_command(host: str, port: int):
                 create_admin("admin", password, actor="system:bootstrap")
         app = create_app(dev=True, check=True)
     except StartupError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     issuer = app.config["ISSUER"]
     click.echo(f" * Ostiary issuer: {issuer}")
     click.echo(f" * Discovery:      {issuer}/.well-known/oauth-authorization-server")
@@ -157,5 +157,5 @@ def admin_create(username: str, password_stdin: bool):
     try:
         create_admin(username, password, cli_actor())
     except AdminError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     click.echo(f"created admin {username}")

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from flask.cli import with_appcontext
 
-from ..cli import _fail, cli_actor
+from ..cli import fail, cli_actor
 from . import tokens, workload
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ def task_end(task_id: str, outcome: str):
     try:
         revoked = tokens.end_task(task_id, outcome=outcome, actor=cli_actor())
     except tokens.TaskError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     click.echo(f"task {task_id} ended ({outcome}); {len(revoked)} token(s) revoked")
 
 
@@ -52,13 +52,13 @@ def workload_issuer_add(issuer, audience, jwks_file, jwks_uri, algorithms, subje
         try:
             jwks = json.loads(Path(jwks_file).read_text())
         except ValueError:
-            _fail(f"{jwks_file} is not JSON")
+            fail(f"{jwks_file} is not JSON")
     try:
         workload.add_issuer(issuer=issuer, audience=audience, jwks=jwks, jwks_uri=jwks_uri,
                             algorithms=list(algorithms) or None, subject_pattern=subject_pattern,
                             actor=cli_actor())
     except workload.WorkloadIssuerError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     click.echo(f"trusting workload issuer {issuer} (audience {audience})")
 
 
@@ -86,7 +86,7 @@ def workload_issuer_remove(issuer: str):
     try:
         workload.remove_issuer(issuer, actor=cli_actor())
     except workload.WorkloadIssuerError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     click.echo(f"no longer trusting workload issuer {issuer}")
 
 

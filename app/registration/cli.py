@@ -13,7 +13,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 
 from .. import clock
-from ..cli import _fail, cli_actor
+from ..cli import fail, cli_actor
 from ..extensions import db
 from ..models import Client
 from ..models.client import STATUSES
@@ -32,7 +32,7 @@ def _date(value: str | None, what: str) -> datetime | None:
     try:
         day = datetime.strptime(value, "%Y-%m-%d").date()
     except ValueError:
-        _fail(f"{what} must be a date like 2027-01-31")
+        fail(f"{what} must be a date like 2027-01-31")
     return datetime.combine(day, time(23, 59, 59), tzinfo=timezone.utc)
 
 
@@ -93,7 +93,7 @@ def registration_list(status, as_json):
 def registration_show(client_id, as_json):
     client = db.session.get(Client, client_id)
     if client is None:
-        _fail(f"no client {client_id!r}")
+        fail(f"no client {client_id!r}")
     item = client_summary(client)
     item["metadata"] = client.client_metadata
     item["related"] = [{"client_id": c.client_id, "status": c.status, "provenance": c.provenance}
@@ -136,7 +136,7 @@ def registration_approve(client_id, owner, purpose, scopes, audiences, assurance
                          expires, review, max_token_ttl):
     client = db.session.get(Client, client_id)
     if client is None:
-        _fail(f"no client {client_id!r}")
+        fail(f"no client {client_id!r}")
     now = clock.now()
     expires_at = _date(expires, "--expires") or now + timedelta(days=DEFAULT_APPROVAL_DAYS)
     review_at = _date(review, "--review") or min(now + timedelta(days=DEFAULT_REVIEW_DAYS), expires_at)
@@ -148,7 +148,7 @@ def registration_approve(client_id, owner, purpose, scopes, audiences, assurance
             review_at=review_at, assurance_level=assurance, proofing_method=proofing_method,
             evidence=evidence, actor=cli_actor())
     except lifecycle.LifecycleError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     click.echo(f"approved {client_id}: scopes {' '.join(approval.scopes)}, audiences "
                f"{' '.join(approval.audiences)}, expires {approval.expires_at.date()}, "
                f"review {approval.review_at.date()}")
@@ -210,7 +210,7 @@ def client_rotate_secret(client_id):
     try:
         secret, expires_at = lifecycle.rotate_secret(client_id, actor=cli_actor())
     except lifecycle.LifecycleError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     click.echo(f"client_secret: {secret}\nexpires_at:    {expires_at.isoformat()}\n"
                "(shown only now; it is stored as a hash)")
 
@@ -219,7 +219,7 @@ def _transition(call, done: str) -> None:
     try:
         call()
     except lifecycle.LifecycleError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     click.echo(done)
 
 
@@ -245,12 +245,12 @@ def publisher_add(issuer, jwks_file, jwks_uri, assurance, algorithms):
         try:
             jwks = json.loads(jwks_file.read_text())
         except (ValueError, OSError) as exc:
-            _fail(f"cannot read {jwks_file}: {exc}")
+            fail(f"cannot read {jwks_file}: {exc}")
     try:
         pub = publishers.add(issuer, jwks=jwks, jwks_uri=jwks_uri, assurance_level=assurance,
                              algorithms=list(algorithms) or None, actor=cli_actor())
     except publishers.PublisherError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     click.echo(f"added publisher {pub.issuer} (assurance {pub.assurance_level}, "
                f"algorithms {', '.join(pub.algorithms)})")
 
@@ -277,7 +277,7 @@ def publisher_remove(issuer):
     try:
         publishers.remove(issuer, actor=cli_actor())
     except publishers.PublisherError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     click.echo(f"removed publisher {issuer}")
 
 
@@ -300,11 +300,11 @@ def iat_group():
 def iat_create(uses, expires_in, note):
     match = DURATION.match(expires_in)
     if not match:
-        _fail("--expires-in must be a number with an optional unit s, m, h or d")
+        fail("--expires-in must be a number with an optional unit s, m, h or d")
     try:
         token, row = iat.create(max_uses=uses, ttl=int(match[1]) * UNITS[match[2]], actor=cli_actor(), note=note)
     except iat.InitialAccessTokenError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     click.echo(f"initial access token (shown only now): {token}")
     click.echo(f"id {row.id}, {row.max_uses} use(s), expires {row.expires_at.isoformat()}")
 
@@ -333,7 +333,7 @@ def iat_revoke(token_id):
     try:
         iat.revoke(token_id, actor=cli_actor())
     except iat.InitialAccessTokenError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     click.echo(f"revoked initial access token {token_id}")
 
 
