@@ -1,8 +1,10 @@
 """Append-only, hash-chained audit events.
 
-``record()`` adds an event to the caller's session; nothing is committed here,
-so the event lands in the same transaction as the change it records, or not
-at all. Sequence numbers and hashes are assigned at flush time under a lock
+``record()`` adds an event to the caller's session (``append()`` is its twin for
+the token endpoint's hot path: the same event, written at once with Core
+statements); nothing is committed here, so the event lands in the same
+transaction as the change it records, or not at all. Sequence numbers and
+hashes are assigned at flush time under a lock
 on the single ``audit_head`` row (``SELECT … FOR UPDATE`` on PostgreSQL; on
 SQLite every write transaction is ``BEGIN IMMEDIATE``), which keeps the chain
 linear with many processes and instances writing at once, while holding the
@@ -166,36 +168,47 @@ def head_row():
     return db.session.execute(select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == HEAD_ID)).first()
 
 
-def export_jsonl(out, *, since=None, **filters) -> int:
-    """Write matching events as JSON Lines, oldest first.
+def matching(*, client_id=None, actor=None, event_type=None, since=None, until=None,
+             newest_first=False):
+    """Events matching the filters (equalities; ``since`` inclusive, ``until`` exclusive),
+    in chain order: the one query behind the CLI export and the console's search and export."""
+    query = select(AuditEvent).order_by(AuditEvent.seq.desc() if newest_first else AuditEvent.seq)
+    for column, value in ((AuditEvent.client_id, client_id), (AuditEvent.actor, actor),
+                          (AuditEvent.event_type, event_type)):
+        if value is not None:
+            query = query.where(column == value)
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
+    if until is not None:
+        query = query.where(AuditEvent.at < until)
+    return query
 
-    ``filters`` are equalities on columns (``client_id``, ``actor``, ``event_type``);
-    ``since`` is a lower bound on ``at``.
-    """
+
+def export_lines(**filters) -> Iterator[str]:
+    """Matching events as JSON Lines, oldest first, each with its hashes."""
+    for ev in _stream(matching(**filters)):
+        yield json.dumps(as_dict(ev), sort_keys=True) + "\n"
+
+
+def export_jsonl(out, **filters) -> int:
+    """Write ``export_lines(**filters)`` to ``out``; returns how many events."""
     n = 0
-    for ev in _stream(since=since, **filters):
-        out.write(json.dumps(as_dict(ev), sort_keys=True) + "\n")
+    for line in export_lines(**filters):
+        out.write(line)
         n += 1
     return n
 
 
 def as_dict(ev: AuditEvent) -> dict:
-    return {
-        "seq": ev.seq, "at": ev.at.isoformat(), "event_type": ev.event_type, "actor": ev.actor,
-        "client_id": ev.client_id, "jti": ev.jti, "task_id": ev.task_id, "decision": ev.decision,
-        "reason": ev.reason, "address": ev.address, "data": ev.data,
-        "prev_hash": ev.prev_hash, "hash": ev.hash,
-    }
+    """The event as exported: its hashed fields, then the links of the chain."""
+    return {**{name: getattr(ev, name) for name in HASHED}, "at": ev.at.isoformat(),
+            "prev_hash": ev.prev_hash, "hash": ev.hash}
 
 
-def _stream(since=None, **filters) -> Iterator[AuditEvent]:
-    query = select(AuditEvent).order_by(AuditEvent.seq)
-    if since is not None:
-        query = query.where(AuditEvent.at >= since)
-    for name, value in filters.items():
-        if value is not None:
-            query = query.where(getattr(AuditEvent, name) == value)
-    result = db.session.execute(query.execution_options(yield_per=500))
+def _stream(query=None) -> Iterator[AuditEvent]:
+    """Events in batches (a server-side cursor on PostgreSQL), closed however the caller stops."""
+    result = db.session.execute((query if query is not None else matching())
+                                .execution_options(yield_per=500))
     try:
         yield from result.scalars()
     finally:

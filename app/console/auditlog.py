@@ -1,18 +1,15 @@
 """Console: search the audit trail, export it as JSON Lines, verify its hash chain."""
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime, time, timedelta, timezone
 
 from flask import Response, render_template, request, stream_with_context, url_for
 
 from ..audit import trail
-from ..extensions import db
-from ..models import AuditEvent
 from . import bp
 from .forms import AuditSearchForm
-from .queries import AUDIT_PAGE, audit_page, audit_query
+from .queries import AUDIT_PAGE, audit_page
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +28,8 @@ def _filters(form: AuditSearchForm) -> dict:
 def audit():
     form = AuditSearchForm(request.args)
     valid = form.validate()
-    events = audit_page(audit_query(**_filters(form)), request.args.get("before", type=int)) if valid else []
+    events = (audit_page(trail.matching(**_filters(form), newest_first=True),
+                         request.args.get("before", type=int)) if valid else [])
     older = None
     if len(events) == AUDIT_PAGE:
         args = {k: v for k, v in request.args.items() if k != "before"}
@@ -44,13 +42,7 @@ def audit_export():
     """JSON Lines, oldest first, with each event's hashes so the export can be checked offline."""
     form = AuditSearchForm(request.args)
     filters = _filters(form) if form.validate() else {}
-    query = audit_query(**filters).order_by(None).order_by(AuditEvent.seq)
-
-    def lines():
-        for event in db.session.execute(query.execution_options(yield_per=500)).scalars():
-            yield json.dumps(trail.as_dict(event), sort_keys=True) + "\n"
-
-    return Response(stream_with_context(lines()), mimetype="application/jsonl",
+    return Response(stream_with_context(trail.export_lines(**filters)), mimetype="application/jsonl",
                     headers={"Content-Disposition": 'attachment; filename="ostiary-audit.jsonl"'})
 
 

@@ -150,20 +150,6 @@ def key_thumbprints(client: Client) -> list[tuple[str, str]]:
     return [(f"{k.key_type} {k.get('alg') or ''}".strip(), k.thumbprint()) for k in keys]
 
 
-def audit_query(client_id=None, actor=None, event_type=None, since=None, until=None):
-    """Events matching the filters, newest first; ``until`` is exclusive."""
-    query = select(AuditEvent).order_by(AuditEvent.seq.desc())
-    for column, value in ((AuditEvent.client_id, client_id), (AuditEvent.actor, actor),
-                          (AuditEvent.event_type, event_type)):
-        if value:
-            query = query.where(column == value)
-    if since is not None:
-        query = query.where(AuditEvent.at >= since)
-    if until is not None:
-        query = query.where(AuditEvent.at < until)
-    return query
-
-
 def audit_page(query, before: int | None) -> list[AuditEvent]:
     if before:
         query = query.where(AuditEvent.seq < before)
