@@ -6,7 +6,7 @@ import logging
 from joserfc.jwk import KeySet
 
 from .. import fetch
-from ..registration.keys import KeySetError, check_jwks
+from ..registration.keys import KeySetError, resolve_jwks
 
 log = logging.getLogger(__name__)
 
@@ -15,11 +15,10 @@ def registered_keys(jwks: dict | None, jwks_uri: str | None) -> KeySet | None:
     """The public keys, checked as at registration (asymmetric, public, sound), or None.
 
     ``jwks_uri`` goes through ``app.fetch`` (SSRF guards, size and time limits, a cache)."""
+    if not jwks and not jwks_uri:
+        return None
     try:
-        if jwks:
-            return check_jwks(jwks)
-        if jwks_uri:
-            return check_jwks(fetch.fetch_json(jwks_uri))
+        return resolve_jwks(jwks or None, jwks_uri)
     except (KeySetError, fetch.FetchError) as exc:
         log.warning("registered keys at %r unusable: %s", jwks_uri or "inline jwks", exc)
     return None

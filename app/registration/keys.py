@@ -14,6 +14,8 @@ import logging
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, import_key
 
+from .. import fetch
+
 log = logging.getLogger(__name__)
 
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
@@ -27,6 +29,13 @@ MAX_KEYS = 10
 
 class KeySetError(ValueError):
     """The key set is not acceptable; the message says why."""
+
+
+def resolve_jwks(jwks: dict | None, jwks_uri: str | None) -> KeySet:
+    """The key set registered inline, or fetched from ``jwks_uri`` through ``app.fetch`` (SSRF
+    guards, size and time limits, a cache), checked as at registration.
+    Raises ``KeySetError`` or ``fetch.FetchError``."""
+    return check_jwks(jwks if jwks is not None else fetch.fetch_json(jwks_uri))
 
 
 def check_jwks(jwks) -> KeySet:

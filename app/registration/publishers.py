@@ -15,7 +15,7 @@ from .. import audit, clock, fetch
 from ..extensions import db
 from ..models import Client, Publisher
 from . import scopes as catalogue
-from .keys import ASYMMETRIC_ALGS, KeySetError, algorithms_for, check_jwks
+from .keys import ASYMMETRIC_ALGS, KeySetError, algorithms_for, check_jwks, resolve_jwks
 
 log = logging.getLogger(__name__)
 
@@ -82,5 +82,4 @@ def all_publishers() -> list[Publisher]:
 
 def key_set(publisher: Publisher) -> KeySet:
     """The publisher's verification keys (raises FetchError / KeySetError)."""
-    document = publisher.jwks if publisher.jwks is not None else fetch.fetch_json(publisher.jwks_uri)
-    return check_jwks(document)
+    return resolve_jwks(publisher.jwks, publisher.jwks_uri)
