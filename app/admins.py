@@ -36,18 +36,30 @@ def create_admin(username: str, password: str, actor: str) -> Admin:
     return admin
 
 
-def authenticate(username: str, password: str) -> Admin | None:
-    """The admin if the password matches; audit is the caller's (it knows the outcome to record)."""
+def log_in(username: str, password: str) -> Admin | None:
+    """The admin if the password matches, else None; either way audited and committed
+    (``admin.login`` / ``admin.login_failed``), with the login time on success."""
     admin = db.session.execute(select(Admin).where(Admin.username == username)).scalar_one_or_none()
     try:
         _hasher.verify(admin.password_hash if admin else _DUMMY_HASH, password)
     except (VerifyMismatchError, InvalidHashError):
-        return None
+        admin = None
     if admin is None:
+        audit.record("admin.login_failed", f"admin:{username[:64]}", decision="deny",
+                     reason="wrong username or password")
+        db.session.commit()
         return None
     if _hasher.check_needs_rehash(admin.password_hash):
         admin.password_hash = _hasher.hash(password)
+    admin.last_login_at = clock.now()
+    audit.record("admin.login", f"admin:{admin.username}", decision="allow")
+    db.session.commit()
     return admin
+
+
+def log_out(username: str) -> None:
+    audit.record("admin.logout", f"admin:{username}")
+    db.session.commit()
 
 
 def count() -> int:

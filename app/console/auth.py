@@ -6,7 +6,7 @@ import logging
 from flask import current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 
-from .. import admins, audit, clock
+from .. import admins
 from ..extensions import db, limiter
 from ..models import Admin
 from . import bp
@@ -73,18 +73,11 @@ def login():
         return redirect(url_for("console.pending"))
     form = LoginForm()
     if form.validate_on_submit():
-        admin = admins.authenticate(form.username.data, form.password.data)
-        name = form.username.data[:64]
+        admin = admins.log_in(form.username.data, form.password.data)
         if admin is None:
-            audit.record("admin.login_failed", f"admin:{name}", decision="deny",
-                         reason="wrong username or password")
-            db.session.commit()
-            log.info("console login failed for %r from %r", name, request.remote_addr)
+            log.info("console login failed for %r from %r", form.username.data[:64], request.remote_addr)
             form.password.errors.append("Wrong username or password.")
             return render_template("console/login.html", form=form), 401
-        admin.last_login_at = clock.now()
-        audit.record("admin.login", f"admin:{admin.username}", decision="allow")
-        db.session.commit()
         _clear_session()  # nothing from before the login survives it
         session.permanent = True  # expires after CONSOLE_SESSION_MINUTES without a request
         login_user(ConsoleUser(admin))
@@ -94,8 +87,7 @@ def login():
 
 @bp.post("/logout")
 def logout():
-    audit.record("admin.logout", actor())
-    db.session.commit()
+    admins.log_out(current_user.username)
     logout_user()
     _clear_session()
     flash("You are logged out.")
