@@ -135,10 +135,7 @@ def _configure_engine(engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
-        # A transaction that only reads and ends at once (app.oauth.clients.READ_ONLY) takes
-        # no lock: WAL readers never block the writer nor wait for it.
-        read_only = connection.get_execution_options().get("ostiary_read_only")
-        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _ping_if_idle(engine) -> None:

@@ -1,5 +1,5 @@
 """The audit trail: ``record()`` in the same transaction as the change it describes
-(``append()``: the same, written at once with Core statements, for the hot path)."""
-from .trail import append, export_jsonl, record, verify
+(``append_locked()``: the same, with Core statements, for the token endpoint's group commit)."""
+from .trail import append_locked, export_jsonl, lock_head, record, values, verify
 
-__all__ = ["record", "append", "verify", "export_jsonl"]
+__all__ = ["record", "values", "lock_head", "append_locked", "verify", "export_jsonl"]

@@ -1,10 +1,10 @@
 """Append-only, hash-chained audit events.
 
-``record()`` adds an event to the caller's session (``append()`` is its twin for
-the token endpoint's hot path: the same event, written at once with Core
-statements); nothing is committed here, so the event lands in the same
-transaction as the change it records, or not at all. Sequence numbers and
-hashes are assigned at flush time under a lock
+``record()`` adds an event to the caller's session (``append_locked()`` is its
+twin for the token endpoint's group commit, ``app.oauth.issuance``: the same
+events, written at once with Core statements); nothing is committed here, so
+the event lands in the same transaction as the change it records, or not at
+all. Sequence numbers and hashes are assigned at flush time under a lock
 on the single ``audit_head`` row (``SELECT … FOR UPDATE`` on PostgreSQL; on
 SQLite every write transaction is ``BEGIN IMMEDIATE``), which keeps the chain
 linear with many processes and instances writing at once, while holding the
@@ -18,7 +18,7 @@ import logging
 from contextlib import closing
 from typing import Iterator
 
-from flask import has_request_context, request
+from flask import g, has_app_context, has_request_context, request
 from sqlalchemy import bindparam, event, insert, select, update
 from sqlalchemy.orm import Session
 
@@ -37,9 +37,6 @@ MOVE_HEAD = update(HEAD).where(HEAD.c.id == HEAD_ID).values(seq=bindparam("to_se
                                                             hash=bindparam("to_hash"))
 EVENT = AuditEvent.__table__
 INSERT_EVENT = insert(EVENT)
-# PostgreSQL: the event's INSERT as a data-modifying CTE of the head's UPDATE, one statement.
-APPEND_AND_MOVE_HEAD = MOVE_HEAD.add_cte(
-    insert(EVENT).values({c.name: bindparam(c.name, type_=c.type) for c in EVENT.c}).cte("appended"))
 HASHED = ("seq", "at", "event_type", "actor", "client_id", "jti", "task_id", "decision", "reason",
           "address", "data")
 
@@ -53,41 +50,22 @@ def record(event_type: str, actor: str, *, client_id: str | None = None, jti: st
     someone sent), so they are made storable: an audit write must never turn a
     refusal into a 500.
     """
-    ev = AuditEvent(**_values(event_type, actor, client_id, jti, task_id, decision, reason, data))
+    ev = AuditEvent(**values(event_type, actor, client_id=client_id, jti=jti, task_id=task_id,
+                             decision=decision, reason=reason, data=data))
     (session or db.session).add(ev)
     return ev
 
 
-def append(event_type: str, actor: str, *, client_id: str | None = None, jti: str | None = None,
+def values(event_type: str, actor: str, *, client_id: str | None = None, jti: str | None = None,
            task_id: str | None = None, decision: str | None = None, reason: str | None = None,
-           data: dict | None = None, session: Session | None = None) -> None:
-    """``record()`` for the token endpoint's hot path: the event is chained and INSERTed now,
-    with prebuilt Core statements, in the caller's transaction (no commit), skipping the unit
-    of work's bookkeeping, which cost more than the statements. Events ``record()``ed before
-    it in the same transaction are flushed (chained) first, so the chain keeps call order."""
-    session = session or db.session
-    if any(isinstance(obj, AuditEvent) for obj in session.new):
-        session.flush()
-    values = _values(event_type, actor, client_id, jti, task_id, decision, reason, data)
-    connection = session.connection()
-    head = _chain(connection, [values])
-    if head is not None and connection.dialect.name == "postgresql":
-        # One round trip for both while the head is locked: the lock is the one point every
-        # issuance of every instance passes through, so its hold time bounds throughput.
-        connection.execute(APPEND_AND_MOVE_HEAD, {**values, **head})
-        return
-    connection.execute(INSERT_EVENT, values)
-    if head is not None:
-        connection.execute(MOVE_HEAD, head)
-
-
-def _values(event_type, actor, client_id, jti, task_id, decision, reason, data) -> dict:
-    address = request.remote_addr if has_request_context() else None
+           data: dict | None = None) -> dict:
+    """An event's column values, made storable, before it is chained."""
+    address = request.remote_addr if has_request_context() else g.get("remote_addr") if has_app_context() else None
     fields = {"event_type": event_type, "actor": actor, "client_id": client_id, "jti": jti,
               "task_id": task_id, "decision": decision, "reason": reason, "address": address}
-    values = {name: _storable(name, value) for name, value in fields.items()}
-    values.update(at=clock.now(), data=data or {})
-    return values
+    row = {name: _storable(name, value) for name, value in fields.items()}
+    row.update(at=clock.now(), data=data or {})
+    return row
 
 
 def _storable(name: str, value: str | None) -> str | None:
@@ -130,18 +108,38 @@ def _chain_new_events(session: Session, flush_context, instances) -> None:
 def _chain(connection, events: list[dict]) -> dict | None:
     """Give ``events`` (column values) their seq, prev_hash and hash under the head lock, and
     return where the head must move to (the caller moves it, in the same transaction). Core
-    statements, not an ORM AuditHead: this runs on every audited request (the token endpoint's
-    hot path), and the unit of work's bookkeeping for the head row cost more than its statements."""
-    row = connection.execute(LOCK_HEAD).first()
-    seq, prev = row if row is not None else (0, GENESIS)
-    for values in events:
-        seq += 1
-        values["seq"] = seq
-        values["prev_hash"], values["hash"] = prev, _digest(values, prev)
-        prev = values["hash"]
-    if row is None:  # first event ever; `ostiary init` creates the row in normal operation
-        connection.execute(insert(HEAD).values(id=HEAD_ID, seq=seq, hash=prev))
+    statements, not an ORM AuditHead: this runs on every audited request, and the unit of
+    work's bookkeeping for the head row cost more than its statements."""
+    head = lock_head(connection)
+    if head is None:  # first event ever; `ostiary init` creates the row in normal operation
+        moved = _link((0, GENESIS), events)
+        connection.execute(insert(HEAD).values(id=HEAD_ID, seq=moved["to_seq"], hash=moved["to_hash"]))
         return None
+    return _link(head, events)
+
+
+def lock_head(connection) -> tuple[int, str] | None:
+    """(seq, hash) of the chain's last event, locked until the transaction ends."""
+    row = connection.execute(LOCK_HEAD).first()
+    return tuple(row) if row is not None else None
+
+
+def append_locked(connection, head: tuple[int, str], events: list[dict]) -> None:
+    """Chain ``events`` (``values()`` dicts, in order) after ``head``, which the caller locked
+    with ``lock_head()`` in this transaction, INSERT them and move the head: no commit."""
+    if events:
+        moved = _link(head, events)
+        connection.execute(INSERT_EVENT, events)
+        connection.execute(MOVE_HEAD, moved)
+
+
+def _link(head: tuple[int, str], events: list[dict]) -> dict:
+    seq, prev = head
+    for row in events:
+        seq += 1
+        row["seq"] = seq
+        row["prev_hash"], row["hash"] = prev, _digest(row, prev)
+        prev = row["hash"]
     return {"to_seq": seq, "to_hash": prev}
 
 

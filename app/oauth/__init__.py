@@ -10,12 +10,13 @@ def init_app(app: Flask) -> None:
     from .. import StartupError
     from ..policy import PolicyError, load
     from .client_auth import AUTH_METHOD, PrivateKeyJWT
+    from .front import mount
     from .grants import ClientCredentialsGrant, TokenExchangeGrant
     from .introspection import IntrospectionEndpoint
+    from .issuance import GroupCommit
     from .revocation import RevocationEndpoint
     from .server import OstiaryAuthorizationServer
     from .task_end import TaskEndEndpoint
-    from .views import bp
 
     try:
         load(app.config["POLICY_FILE"] or None)
@@ -23,11 +24,11 @@ def init_app(app: Flask) -> None:
         raise StartupError(f"intent policy: {exc}") from None
 
     server = OstiaryAuthorizationServer()
-    server.init_app(app)
     server.register_client_auth_method(AUTH_METHOD, PrivateKeyJWT())
     server.register_grant(ClientCredentialsGrant)
     server.register_grant(TokenExchangeGrant)
     for endpoint in (IntrospectionEndpoint, RevocationEndpoint, TaskEndEndpoint):
         server.register_endpoint(endpoint)
     app.extensions["ostiary.oauth"] = server
-    app.register_blueprint(bp)
+    app.extensions["ostiary.issuance"] = GroupCommit()
+    mount(app)

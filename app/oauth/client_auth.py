@@ -6,9 +6,10 @@ Authlib's ``JWTBearerClientAssertion`` does the parsing; Ostiary tightens it:
   injection) or, for compatibility, the token endpoint URL, and nothing else;
 - the assertion lives at most ``ASSERTION_MAX_LIFETIME`` seconds (``exp`` - ``iat``, or
   ``exp`` - now without ``iat``), timed by ``app.clock``;
-- ``jti`` is required and single use: it is INSERTed into ``assertion_jti`` inside the request's
-  one write transaction, so the primary key makes the check atomic across processes and
-  instances (eight concurrent copies yield one token; Hydra CVE-2020-5300);
+- ``jti`` is required and single use: it is INSERTed into ``assertion_jti`` in the same
+  transaction as the request's token or its refusal, so the primary key makes the check
+  atomic across processes and instances (eight concurrent copies yield one token; Hydra
+  CVE-2020-5300);
 - the key is one of the client's registered keys, chosen by ``kid``; ``jwk``, ``jku`` and
   ``x5u`` headers are never followed; only asymmetric algorithms are accepted.
 """
@@ -20,15 +21,15 @@ from datetime import datetime, timezone
 
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from authlib.oauth2.rfc7523.client import ASSERTION_TYPE
 from flask import current_app
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from sqlalchemy import delete, insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, delete
+from sqlalchemy.dialects import postgresql, sqlite
 
 from .. import clock
-from ..extensions import db
 from ..models import AssertionJti
 from ..registration.keys import ASYMMETRIC_ALGS
 from .jwks import registered_keys
@@ -38,7 +39,12 @@ log = logging.getLogger(__name__)
 AUTH_METHOD = "private_key_jwt"
 LEEWAY = 30  # clock skew allowed on exp/nbf/iat, seconds
 PURGE_ONE_IN = 256
-INSERT_JTI = insert(AssertionJti.__table__)  # a Core INSERT: on the hot path, no unit of work
+REPLAYED = "the client assertion was already used (jti replay)"
+# Core INSERTs that skip a jti already there: no row back is a replay, with no error to recover from.
+SPEND_JTI = {name: dialect.insert(AssertionJti.__table__).on_conflict_do_nothing()
+             .returning(AssertionJti.__table__.c.jti)
+             for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))}
+PURGE_JTI = delete(AssertionJti.__table__).where(AssertionJti.__table__.c.expires_at < bindparam("now"))
 
 
 class PrivateKeyJWT(JWTBearerClientAssertion):
@@ -46,6 +52,27 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
 
     def __init__(self):
         super().__init__(validate_jti=True, leeway=LEEWAY)
+
+    def __call__(self, query_client, request):
+        """Authlib's flow, keeping the verified claims: the ``jti`` is spent later, in the
+        transaction that writes the token or the refusal (``request.assertion_jti``)."""
+        form = request.form
+        assertion = form.get("client_assertion")
+        if form.get("client_assertion_type") != ASSERTION_TYPE or not assertion:
+            return None
+        _, unverified = self.extract_assertion(assertion)
+        client_id = unverified.get("sub")
+        if not isinstance(client_id, str):
+            raise InvalidClientError(description="the client assertion has no sub (the client_id)")
+        client = query_client(client_id)
+        if not client:
+            raise InvalidClientError(description="The client does not exist on this server.")
+        request.client = client
+        claims = self.process_assertion_claims(assertion, self.resolve_client_public_key(client))
+        request.assertion_jti = {
+            "client_id": claims["sub"], "jti": claims["jti"],
+            "expires_at": datetime.fromtimestamp(claims["exp"] + self.leeway, tz=timezone.utc)}
+        return self.authenticate_client(client)
 
     def get_audiences(self):
         issuer = current_app.config["ISSUER"]
@@ -90,24 +117,16 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
                             f"{current_app.config['ASSERTION_MAX_LIFETIME']} seconds")
         if not isinstance(claims["jti"], str) or not 0 < len(claims["jti"]) <= 255:
             raise InvalidClientError(description="the client assertion's jti must be a short string")
-        if not self.validate_jti(claims, claims["jti"]):
-            raise InvalidClientError(description="the client assertion was already used (jti replay)")
 
-    def validate_jti(self, claims, jti):
-        """INSERT the jti in the request's transaction; a concurrent copy waits on the primary
-        key and fails when the first commits. The row outlives the assertion (plus leeway)."""
-        expires = datetime.fromtimestamp(claims["exp"] + self.leeway, tz=timezone.utc)
-        if secrets.randbelow(PURGE_ONE_IN) == 0:
-            # Rows of expired assertions protect nothing (exp already refuses them); sweeping
-            # them now and then keeps the table small without a statement on every request.
-            db.session.execute(delete(AssertionJti).where(AssertionJti.expires_at < clock.now()))
-        try:
-            db.session.connection().execute(INSERT_JTI, {"client_id": claims["sub"], "jti": jti,
-                                                         "expires_at": expires})
-        except IntegrityError:
-            db.session.rollback()  # nothing else is pending yet: only the client was read
-            return False
-        return True
+
+def spend_jti(connection, row: dict) -> bool:
+    """INSERT an assertion's jti in the caller's transaction; False if it was already used
+    (a concurrent copy waits on the primary key and finds it when the first commits). The
+    row outlives the assertion (plus leeway); rows of expired assertions protect nothing
+    (exp already refuses them) and are swept now and then, not on every request."""
+    if secrets.randbelow(PURGE_ONE_IN) == 0:
+        connection.execute(PURGE_JTI, {"now": clock.now()})
+    return connection.execute(SPEND_JTI[connection.dialect.name], row).first() is not None
 
 
 class RegisteredKeys:

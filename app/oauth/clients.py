@@ -1,18 +1,19 @@
 """The registered client as Authlib sees it (``ClientMixin``), read in one indexed query."""
 from __future__ import annotations
 
+import json
 import logging
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import NamedTuple
 
 from authlib.oauth2.rfc6749 import ClientMixin
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 from flask import current_app
-from sqlalchemy import bindparam, select
+from sqlalchemy import JSON, bindparam, select
 
-from .. import clock, hashing
-from ..extensions import db
+from .. import clock, dbapi, hashing
 from ..models import Approval, Client
+from ..models.types import UTCDateTime
 
 log = logging.getLogger(__name__)
 
@@ -45,38 +46,51 @@ class ClientRecord(NamedTuple):
 
 _CLIENT, _APPROVAL = Client.__table__, Approval.__table__
 _N_CLIENT = len(ClientRecord._fields) - 1
-# Built once, a Core statement and plain tuples: on the token endpoint's hot path the ORM's
-# identity map and joined-eager loading cost several times the query itself.
-LOAD = (select(*(_CLIENT.c[name] for name in ClientRecord._fields[:-1]),
-               *(_APPROVAL.c[name] for name in ApprovalRecord._fields))
+_COLUMNS = [*(_CLIENT.c[name] for name in ClientRecord._fields[:-1]),
+            *(_APPROVAL.c[name] for name in ApprovalRecord._fields)]
+LOAD = (select(*_COLUMNS)
         .select_from(_CLIENT.outerjoin(_APPROVAL, _APPROVAL.c.id == _CLIENT.c.approval_id))
         .where(_CLIENT.c.client_id == bindparam("client_id")))
-# SQLite: a plain (deferred) BEGIN for this read; see app._configure_engine.
-READ_ONLY = {"ostiary_read_only": True}
+
+
+def _utc(value):
+    if value is None:
+        return None
+    return (datetime.fromisoformat(value) if isinstance(value, str) else value).replace(tzinfo=timezone.utc)
+
+
+def _json(value):
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _same(value):
+    return value
+
+
+# What the driver gives back, made what the models give: SQLite returns JSON and datetimes as
+# text, psycopg returns them parsed and naive; both become Python values and aware UTC.
+_CONVERT = tuple(_json if isinstance(c.type, JSON) else _utc if isinstance(c.type, UTCDateTime) else _same
+                 for c in _COLUMNS)
 
 
 def load_client(client_id: str) -> OAuthClient | None:
     """The client and its current approval: one indexed read (DESIGN.md principle 8).
 
-    On SQLite, where every other transaction is ``BEGIN IMMEDIATE``, a read that would open the
-    request's transaction runs instead on a connection of its own, in a deferred (lock-free)
-    transaction ended as soon as the row is read: otherwise the database write lock would be
-    held from here to the issuance's commit, across the secret check and the signature, and
-    every token request of every process would queue behind it.
-    The write transaction then begins at the first write, as on PostgreSQL (READ COMMITTED),
-    where the client row is not locked either: a suspension committed between the read and
-    the issuance is no more visible to the issuance there than here.
+    The read is one statement on a pooled driver connection in autocommit, outside the
+    request's session: the token endpoint's hottest statement, where SQLAlchemy's execution
+    machinery (and, on PostgreSQL, a BEGIN and a ROLLBACK round trip) cost more than the
+    query. In autocommit no lock is held: on SQLite, where every other transaction is
+    ``BEGIN IMMEDIATE``, the database write lock is not taken for a read (WAL readers never
+    block the writer); on PostgreSQL the row is not locked either. A suspension committed
+    between this read and the issuance is no more visible to the issuance with a lock-free
+    read than with READ COMMITTED.
     """
     if not isinstance(client_id, str) or not client_id or len(client_id) > 64:
         return None
-    session = db.session()  # this request's Session (the scoped proxy has no in_transaction)
-    if not session.in_transaction() and db.engine.dialect.name == "sqlite":
-        with db.engine.connect().execution_options(**READ_ONLY) as connection:
-            row = connection.execute(LOAD, {"client_id": client_id}).first()
-    else:
-        row = session.connection().execute(LOAD, {"client_id": client_id}).first()
+    row = dbapi.fetch_one(LOAD, {"client_id": client_id})
     if row is None:
         return None
+    row = [convert(value) for convert, value in zip(_CONVERT, row)]
     approval = ApprovalRecord(*row[_N_CLIENT:]) if row[_N_CLIENT] is not None else None
     return OAuthClient(ClientRecord(*row[:_N_CLIENT], approval))
 

@@ -1,16 +1,19 @@
-"""Authlib's Flask ``AuthorizationServer``, wired to Ostiary: client lookup, client status,
-and one place where every refusal is answered and written to the audit trail."""
+"""Authlib's ``AuthorizationServer``, wired to Ostiary: client lookup, client status, and
+one place where every refusal is answered and written to the audit trail. Requests come
+from ``app.oauth.front`` (WSGI, not Flask); responses go back as (status, body, headers).
+"""
 from __future__ import annotations
 
+import json
 import logging
 
-from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
-from flask import request as flask_request
 
 from .. import audit
 from ..extensions import db
+from .client_auth import REPLAYED, spend_jti
 from .clients import load_client
 from .status import require_active
 
@@ -21,11 +24,21 @@ REFUSAL_EVENTS = {"oauth.token": "token.refused", "oauth.introspect": "introspec
 
 
 class OstiaryAuthorizationServer(AuthorizationServer):
-    def __init__(self):
-        super().__init__(query_client=load_client)
+    def query_client(self, client_id):
+        return load_client(client_id)
 
     def save_token(self, token, request):
         raise NotImplementedError("grants write their own issuance (OstiaryGrantMixin.issue)")
+
+    def create_oauth2_request(self, request):
+        return request  # already an OAuth2Request (app.oauth.front.FormRequest)
+
+    def handle_response(self, status, body, headers):
+        """RFC 6749 §5.1/§5.2: JSON, never cached (Authlib's headers say so for its answers)."""
+        return status, json.dumps(body).encode(), list(headers)
+
+    def send_signal(self, name, *args, **kwargs):
+        pass  # no Flask signals: the audit trail records what happened
 
     def authenticate_client(self, request, methods, endpoint="token"):
         """Authlib authenticates; then the contract's status rules (``app.oauth.status``)."""
@@ -43,15 +56,19 @@ class OstiaryAuthorizationServer(AuthorizationServer):
 
     def handle_error_response(self, request, error):
         """Every refusal is an audit event with its reason (and the policy decision, if one was
-        taken). The assertion's jti, if one was accepted, stays used: it commits with the event."""
+        taken). The assertion's jti, if one was accepted, is spent with the event; if it was
+        spent already, the refusal is the replay's, whatever else was wrong."""
         try:
-            self._record_refusal(request, error)
+            error = self._record_refusal(request, error)
         except Exception:  # the refusal stands even if the trail cannot take it; the log says so
             log.exception("could not record a refusal in the audit trail")
             db.session.rollback()
         return super().handle_error_response(request, error)
 
-    def _record_refusal(self, request, error) -> None:
+    def _record_refusal(self, request, error):
+        jti = getattr(request, "assertion_jti", None)
+        if jti is not None and not spend_jti(db.session.connection(), jti):
+            error = InvalidClientError(description=REPLAYED)
         client = getattr(request, "client", None)
         client_id = client.client_id if client is not None else _claimed_client_id(request)
         decision = getattr(request, "decision", None)
@@ -61,11 +78,12 @@ class OstiaryAuthorizationServer(AuthorizationServer):
         if decision is not None and not decision.allowed and decision.rule != "approval":
             audit.record("policy.decision", decision.actor, client_id=client_id, decision="deny",
                          reason=decision.reason, data=decision.as_audit())
-        audit.record(REFUSAL_EVENTS.get(flask_request.endpoint, "oauth.refused"),
+        audit.record(REFUSAL_EVENTS.get(request.endpoint, "oauth.refused"),
                      f"client:{client_id}" if authenticated else "anonymous",
                      client_id=client_id, decision="deny", reason=error.get_error_description(),
                      data=data)
         db.session.commit()
+        return error
 
 
 def _check_basic_header(request) -> None:

@@ -9,13 +9,12 @@ from authlib.oauth2.rfc6749.errors import (InvalidGrantError, InvalidRequestErro
                                            UnauthorizedClientError)
 from authlib.oauth2.rfc6749.util import scope_to_list
 from flask import current_app
-from sqlalchemy import insert
 
 from ... import audit
 from ...extensions import db
-from ...models import IssuedToken
 from ...policy.agent_task import safe_echo
 from ..errors import InvalidAuthorizationDetailsError, InvalidTargetError
+from ..issuance import Issuance
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +22,6 @@ AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 ERRORS = {"invalid_scope": InvalidScopeError, "invalid_target": InvalidTargetError,
           "invalid_authorization_details": InvalidAuthorizationDetailsError,
           "invalid_grant": InvalidGrantError, "invalid_request": InvalidRequestError}
-INSERT_TOKEN = insert(IssuedToken.__table__)
 
 
 class OstiaryGrantMixin:
@@ -63,22 +61,19 @@ class OstiaryGrantMixin:
         """RFC 9068 §2.2: minutes, never more than the approval allows."""
         return min(int(current_app.config["ACCESS_TOKEN_TTL"]), int(self.client.approval.max_token_ttl))
 
-    def issue(self, minted, event_type: str, *, extra_rows=(), audits=(), data=None):
-        """The one write transaction: the token row, the rows it needs, its audit events.
-        The token row and the issuance event are Core INSERTs (prebuilt statements): on the
-        hot path the unit of work's bookkeeping cost more than the statements themselves."""
-        if extra_rows:  # the task row first: the models declare no relationship to order them by
-            db.session.add_all(extra_rows)
-            db.session.flush()
+    def issue(self, minted, event_type: str, *, task=None, audits=(), data=None):
+        """The one write of an issuance (``app.oauth.issuance``): the token row, the task row it
+        starts, the assertion's jti and the audit events, in one group-committed transaction."""
+        db.session.rollback()  # end this request's reads: on SQLite they may hold the write lock
         row = minted.row
-        db.session.connection().execute(INSERT_TOKEN, row)
         decision = self.request.decision
-        for event in audits:
-            audit.record(**event)
-        audit.append(event_type, f"client:{self.client.client_id}", client_id=self.client.client_id,
-                     jti=row["jti"], task_id=row["task_id"], decision="allow", reason=decision.reason,
-                     data={"grant_type": self.GRANT_TYPE, "scope": row["scope"], "aud": row["audience"],
-                           "exp": minted.claims["exp"], "auth_method": self.request.auth_method,
-                           **(data or {})})
-        db.session.commit()
+        events = [audit.values(**event) for event in audits]
+        events.append(audit.values(
+            event_type, f"client:{self.client.client_id}", client_id=self.client.client_id,
+            jti=row["jti"], task_id=row["task_id"], decision="allow", reason=decision.reason,
+            data={"grant_type": self.GRANT_TYPE, "scope": row["scope"], "aud": row["audience"],
+                  "exp": minted.claims["exp"], "auth_method": self.request.auth_method, **(data or {})}))
+        current_app.extensions["ostiary.issuance"].write(Issuance(
+            token=row, events=events, task=task, jti=getattr(self.request, "assertion_jti", None)))
+        self.request.assertion_jti = None  # spent with the token
         log.info("issued %s to %r (%s)", row["jti"], self.client.client_id, event_type)

@@ -20,7 +20,7 @@ from authlib.oauth2.rfc6749.grants.base import TokenEndpointMixin
 from flask import current_app
 
 from ... import clock
-from ...models import IssuedToken, Task
+from ...models import IssuedToken
 from ...policy import agent_task
 from ...policy.agent_task import safe_echo
 from ...policy.rules import PolicyError, load
@@ -102,12 +102,13 @@ class TokenExchangeGrant(OstiaryGrantMixin, BaseGrant, TokenEndpointMixin):
         ex, decision = self.exchange, self.request.decision
         subject: Presented = ex["subject"]
         client = self.client
-        rows = []
+        task = None
         task_id = subject.row.task_id if subject.ours and subject.task else None
         if task_id is None:
             task_id = secrets.token_urlsafe(16)
-            rows.append(Task(id=task_id, client_id=client.client_id, intent=ex["task"]["intent"],
-                             authorization_details=[ex["task"]], created_at=clock.now()))
+            task = {"id": task_id, "client_id": client.client_id, "intent": ex["task"]["intent"],
+                    "authorization_details": [ex["task"]], "created_at": clock.now(),
+                    "ended_at": None, "outcome": None}
         extra = {"authorization_details": [ex["task"]], "task_id": task_id}
         if ex["act"]:
             extra["act"] = ex["act"]
@@ -122,7 +123,7 @@ class TokenExchangeGrant(OstiaryGrantMixin, BaseGrant, TokenEndpointMixin):
         policy_event = {"event_type": "policy.decision", "actor": decision.actor, "client_id": client.client_id,
                         "jti": minted.row["jti"], "task_id": task_id, "decision": "allow",
                         "reason": decision.reason, "data": decision.as_audit()}
-        self.issue(minted, "token.exchanged", extra_rows=rows, audits=[policy_event], data={
+        self.issue(minted, "token.exchanged", task=task, audits=[policy_event], data={
             "subject": {"sub": subject.sub, "jti": subject.row.jti if subject.ours else None,
                         "iss": subject.claims.get("iss"), "workload_rule": subject.binding},
             "act": ex["act"], "delegation": ex["delegation"], "authorization_details": [ex["task"]]})

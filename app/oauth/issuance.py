@@ -1,0 +1,137 @@
+"""The one write of every issuance, committed in groups.
+
+An issued token needs one write transaction: its row, the task row it may start, the client
+assertion's ``jti`` (single use) and its audit events, chained under the audit head lock.
+That lock is the one point every issuance of every process and instance passes through, and
+it is held until the commit is durable, so one issuance per transaction would bound the
+whole server by one locked commit per token. Instead, the issuances that arrive in one
+process while a commit is under way share the next transaction (leader/follower group
+commit, as databases do for their own logs): the first to arrive writes the whole group, the
+others wait for its commit. Each issuance's rows still commit with its events or not at all,
+and no token leaves before its commit.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import threading
+import weakref
+from dataclasses import dataclass, field
+
+from authlib.oauth2.rfc6749.errors import InvalidClientError
+from sqlalchemy import insert
+
+from .. import audit
+from ..extensions import db
+from ..models import IssuedToken, Task
+from .client_auth import REPLAYED, spend_jti
+
+log = logging.getLogger(__name__)
+
+INSERT_TOKEN = insert(IssuedToken.__table__)
+INSERT_TASK = insert(Task.__table__)
+
+
+_lock_files: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # engine -> (pid, file)
+
+
+@contextlib.contextmanager
+def _writer_lock():
+    """SQLite: one writing process at a time, queued in the kernel. SQLite's own wait for its
+    write lock is a sleep-and-retry loop (1, 2, 5, 10... ms), which under constant contention
+    between processes cost more than the writes; flock hands over as soon as it is released.
+    PostgreSQL: nothing here; groups queue on the audit head's row lock."""
+    engine = db.engine
+    path = engine.url.database
+    if engine.dialect.name != "sqlite" or not path or path == ":memory:":
+        yield
+        return
+    held = _lock_files.get(engine)
+    if held is None or held[0] != os.getpid():  # opened in each process: flock is per open file
+        held = _lock_files[engine] = (os.getpid(), open(path + ".writer-lock", "a+b"))
+        weakref.finalize(engine, held[1].close)
+    fcntl.flock(held[1], fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(held[1], fcntl.LOCK_UN)
+
+
+class IssuanceFailed(RuntimeError):
+    """The group's transaction failed: nothing of this issuance was written."""
+
+
+@dataclass(eq=False)
+class Issuance:
+    token: dict  # the issued_token row
+    events: list[dict]  # audit.values() dicts, in chain order
+    task: dict | None = None  # the task row the token starts, if any
+    jti: dict | None = None  # the client assertion's assertion_jti row, if any
+    error: Exception | None = None
+    done: bool = False
+    wake: threading.Event = field(default_factory=threading.Event)
+
+
+class GroupCommit:
+    """Per process: whoever finds no commit under way leads; the rest queue for the next group."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._queue: list[Issuance] = []
+        self._leading = False
+
+    def write(self, issuance: Issuance) -> None:
+        """Return once ``issuance`` is committed; raise its refusal or failure otherwise."""
+        with self._lock:
+            self._queue.append(issuance)
+            lead, self._leading = not self._leading, True
+        if not lead:
+            issuance.wake.wait()  # set when written, or when handed the lead for the next group
+        if not issuance.done:
+            self._lead()
+        if isinstance(issuance.error, InvalidClientError):
+            raise issuance.error
+        if issuance.error is not None:
+            raise IssuanceFailed("the issuance could not be written") from issuance.error
+
+    def _lead(self) -> None:
+        with self._lock:
+            group, self._queue = self._queue, []
+        try:
+            _write_group(group)
+        except Exception as exc:  # every issuance of the group fails with it; each thread raises
+            log.exception("group commit of %d issuances failed", len(group))
+            for issuance in group:
+                issuance.error = exc
+        finally:
+            with self._lock:
+                for issuance in group:
+                    issuance.done = True
+                if self._queue:
+                    self._queue[0].wake.set()  # the first of the next group leads it
+                else:
+                    self._leading = False
+            for issuance in group:
+                issuance.wake.set()
+
+
+def _write_group(group: list[Issuance]) -> None:
+    """One transaction. The head is locked first, so groups of every process queue on one lock
+    (jti INSERTs taken before it could deadlock two groups holding each other's jti)."""
+    with _writer_lock(), db.engine.begin() as connection:
+        head = audit.lock_head(connection)
+        written = []
+        for issuance in group:
+            if issuance.jti is not None and not spend_jti(connection, issuance.jti):
+                issuance.error = InvalidClientError(description=REPLAYED)
+            else:
+                written.append(issuance)
+        if not written:
+            return
+        tasks = [i.task for i in written if i.task is not None]
+        if tasks:
+            connection.execute(INSERT_TASK, tasks)
+        connection.execute(INSERT_TOKEN, [i.token for i in written])
+        audit.append_locked(connection, head, [event for i in written for event in i.events])
