@@ -1,45 +1,125 @@
-"""Single statements on the token endpoint's hot path, run on a pooled driver (DBAPI)
-connection in autocommit: one round trip, and none of SQLAlchemy's per-execution work
-(execution context, events, result objects), which cost more than the query itself.
+"""The token endpoint's statements, run on a pooled driver (DBAPI) connection.
 
-Statements are still written with SQLAlchemy Core and compiled once per dialect; values
-come back as the driver gives them (callers convert what they read).
+Each issuance is one client read and a share of one group-committed write
+(``app.oauth.issuance``); through SQLAlchemy's execution machinery (execution
+contexts, events, result objects) each statement cost more CPU than the query itself.
+Statements are still SQLAlchemy Core, compiled once per dialect, and values pass through
+the column types' own bind and result processors, so what is written and read here is
+exactly what the ORM writes and reads.
 """
 from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
 
 from sqlalchemy.sql import ClauseElement
 
 from .extensions import db
 
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    names: tuple  # bind names in order; empty for named (pyformat) drivers
+    binds: dict  # bind name -> bind processor (or None)
+    literals: dict  # bind name -> the value the statement itself gives it (WHERE id = 1)
+    results: tuple  # per result column: result processor (or None)
+
+    def params(self, values: dict):
+        values = {**self.literals, **values} if self.literals else values
+        if self.names:
+            return tuple(_process(self.binds.get(name), values.get(name)) for name in self.names)
+        return {name: _process(proc, values.get(name)) for name, proc in self.binds.items()}
+
+    def row(self, raw):
+        if raw is None:
+            return None
+        return tuple(_process(proc, value) for proc, value in zip(self.results, raw))
+
+
+def _process(processor, value):
+    return value if processor is None else processor(value)
+
+
 _compiled: dict = {}
 
 
-def fetch_one(statement: ClauseElement, params: dict) -> tuple | None:
-    """The first row of ``statement`` with ``params``, outside any transaction."""
-    engine = db.engine
-    sql, positional = _compile(statement, engine.dialect)
-    connection = engine.raw_connection()  # the pool's checkout events (idle ping) still apply
-    driver = connection.driver_connection
-    autocommit = engine.dialect.name == "postgresql"  # SQLite's driver is in autocommit already
-    try:
-        if autocommit:
-            driver.autocommit = True  # no BEGIN/ROLLBACK around the read
-        cursor = connection.cursor()
-        try:
-            cursor.execute(sql, tuple(params[name] for name in positional) if positional else params)
-            return cursor.fetchone()
-        finally:
-            cursor.close()
-    finally:
-        if autocommit:
-            driver.autocommit = False  # as the pool handed it out
-        connection.close()
-
-
-def _compile(statement, dialect) -> tuple[str, tuple | None]:
+def _compile(statement: ClauseElement, dialect) -> _Compiled:
     key = (id(statement), dialect.name)
     found = _compiled.get(key)
     if found is None:
         compiled = statement.compile(dialect=dialect)
-        found = _compiled[key] = (str(compiled), tuple(compiled.positiontup) if compiled.positional else None)
+        binds = {name: bind.type.dialect_impl(dialect).bind_processor(dialect)
+                 for name, bind in compiled.binds.items()}
+        literals = {name: bind.effective_value for name, bind in compiled.binds.items()
+                    if bind.effective_value is not None}
+        results = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None)
+                        for column in getattr(statement, "exported_columns", ()))
+        found = _compiled[key] = _Compiled(str(compiled), tuple(compiled.positiontup or ()), binds,
+                                                literals, results)
     return found
+
+
+class Rows:
+    def __init__(self, row):
+        self._row = row
+
+    def first(self):
+        return self._row
+
+
+class Transaction:
+    """A driver connection inside one transaction; ``execute`` takes Core statements and a dict
+    (one row back, for ``.first()``) or a list of dicts (executemany)."""
+
+    def __init__(self, connection, dialect):
+        self.connection, self.dialect = connection, dialect
+
+    def execute(self, statement: ClauseElement, params=None) -> Rows:
+        compiled = _compile(statement, self.dialect)
+        cursor = self.connection.cursor()
+        try:
+            if isinstance(params, list):
+                cursor.executemany(compiled.sql, [compiled.params(p) for p in params])
+                return Rows(None)
+            cursor.execute(compiled.sql, compiled.params(params or {}))
+            return Rows(compiled.row(cursor.fetchone()) if cursor.description else None)
+        finally:
+            cursor.close()
+
+
+def fetch_one(statement: ClauseElement, params: dict) -> tuple | None:
+    """The first row of ``statement``, read in autocommit: one round trip, no lock held."""
+    with _checked_out(autocommit=True) as (connection, dialect):
+        return Transaction(connection, dialect).execute(statement, params).first()
+
+
+@contextlib.contextmanager
+def transaction():
+    """A ``Transaction`` committed at the end of the block, rolled back if it raises. On SQLite
+    it is ``BEGIN IMMEDIATE`` (the write lock first), as every write transaction here."""
+    with _checked_out(autocommit=False) as (connection, dialect):
+        if dialect.name == "sqlite":
+            connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield Transaction(connection, dialect)
+        except BaseException:
+            connection.rollback()
+            raise
+        connection.commit()
+
+
+@contextlib.contextmanager
+def _checked_out(*, autocommit: bool):
+    engine = db.engine
+    connection = engine.raw_connection()  # the pool's checkout events (idle ping) still apply
+    # SQLite's driver connections are in autocommit already (BEGIN is explicit, app.__init__).
+    switch = autocommit and engine.dialect.name == "postgresql"
+    try:
+        if switch:
+            connection.driver_connection.autocommit = True
+        yield connection.driver_connection, engine.dialect
+    finally:
+        if switch:
+            connection.driver_connection.autocommit = False  # as the pool handed it out
+        connection.close()

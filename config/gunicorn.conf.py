@@ -6,9 +6,12 @@ import multiprocessing
 import os
 
 bind = os.environ.get("OSTIARY_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("OSTIARY_WORKERS", multiprocessing.cpu_count() * 2))
+# One process per core, several threads each: the token requests a process has in flight
+# share one write transaction (app.oauth.issuance), so threads, not processes, make the
+# groups; more processes than cores only queue more groups on the one audit-head lock.
+workers = int(os.environ.get("OSTIARY_WORKERS", multiprocessing.cpu_count()))
 worker_class = "gthread"
-threads = int(os.environ.get("OSTIARY_THREADS", 2))
+threads = int(os.environ.get("OSTIARY_THREADS", 8))
 # Load the app once in the master: start-up checks run once and stop gunicorn
 # with one clear line, and the decrypted signing key is shared by the workers.
 preload_app = True

@@ -193,21 +193,26 @@ def driver_statements(engine):
             note(query)
             return super().execute(query, *args, **kwargs)
 
+        def executemany(self, query, *args, **kwargs):
+            note(query)
+            return super().executemany(query, *args, **kwargs)
+
     def checkout(dbapi_connection, record, proxy):
         if engine.dialect.name == "sqlite":
             dbapi_connection.set_trace_callback(note)  # sees BEGIN and COMMIT too
-        else:
-            dbapi_connection.cursor_factory = Recording
+            return
+        dbapi_connection.cursor_factory = Recording
+        commit = dbapi_connection.commit  # psycopg sends BEGIN and COMMIT without a cursor
+        dbapi_connection.commit = lambda: (statements.append("COMMIT"), commit())[1]
 
     def checkin(dbapi_connection, record):
         if engine.dialect.name == "sqlite":
             dbapi_connection.set_trace_callback(None)
         else:
             dbapi_connection.cursor_factory = psycopg.Cursor
+            del dbapi_connection.commit
 
     listeners = [(engine, "checkout", checkout), (engine, "checkin", checkin)]
-    if engine.dialect.name != "sqlite":  # psycopg sends BEGIN and COMMIT itself
-        listeners.append((engine, "commit", lambda conn: statements.append("COMMIT")))
     for listener in listeners:
         event.listen(*listener)
     try:

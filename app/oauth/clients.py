@@ -1,19 +1,17 @@
 """The registered client as Authlib sees it (``ClientMixin``), read in one indexed query."""
 from __future__ import annotations
 
-import json
 import logging
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import NamedTuple
 
 from authlib.oauth2.rfc6749 import ClientMixin
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 from flask import current_app
-from sqlalchemy import JSON, bindparam, select
+from sqlalchemy import bindparam, select
 
 from .. import clock, dbapi, hashing
 from ..models import Approval, Client
-from ..models.types import UTCDateTime
 
 log = logging.getLogger(__name__)
 
@@ -53,33 +51,11 @@ LOAD = (select(*_COLUMNS)
         .where(_CLIENT.c.client_id == bindparam("client_id")))
 
 
-def _utc(value):
-    if value is None:
-        return None
-    return (datetime.fromisoformat(value) if isinstance(value, str) else value).replace(tzinfo=timezone.utc)
-
-
-def _json(value):
-    return json.loads(value) if isinstance(value, str) else value
-
-
-def _same(value):
-    return value
-
-
-# What the driver gives back, made what the models give: SQLite returns JSON and datetimes as
-# text, psycopg returns them parsed and naive; both become Python values and aware UTC.
-_CONVERT = tuple(_json if isinstance(c.type, JSON) else _utc if isinstance(c.type, UTCDateTime) else _same
-                 for c in _COLUMNS)
-
-
 def load_client(client_id: str) -> OAuthClient | None:
     """The client and its current approval: one indexed read (DESIGN.md principle 8).
 
-    The read is one statement on a pooled driver connection in autocommit, outside the
-    request's session: the token endpoint's hottest statement, where SQLAlchemy's execution
-    machinery (and, on PostgreSQL, a BEGIN and a ROLLBACK round trip) cost more than the
-    query. In autocommit no lock is held: on SQLite, where every other transaction is
+    The read is one statement in autocommit (``app.dbapi``), outside the request's session:
+    on PostgreSQL one round trip, not three (BEGIN, SELECT, ROLLBACK). No lock is held: on SQLite, where every other transaction is
     ``BEGIN IMMEDIATE``, the database write lock is not taken for a read (WAL readers never
     block the writer); on PostgreSQL the row is not locked either. A suspension committed
     between this read and the issuance is no more visible to the issuance with a lock-free
@@ -90,7 +66,6 @@ def load_client(client_id: str) -> OAuthClient | None:
     row = dbapi.fetch_one(LOAD, {"client_id": client_id})
     if row is None:
         return None
-    row = [convert(value) for convert, value in zip(_CONVERT, row)]
     approval = ApprovalRecord(*row[_N_CLIENT:]) if row[_N_CLIENT] is not None else None
     return OAuthClient(ClientRecord(*row[:_N_CLIENT], approval))
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 from sqlalchemy import insert
 
-from .. import audit
+from .. import audit, dbapi
 from ..extensions import db
 from ..models import IssuedToken, Task
 from .client_auth import REPLAYED, spend_jti
@@ -120,7 +120,7 @@ class GroupCommit:
 def _write_group(group: list[Issuance]) -> None:
     """One transaction. The head is locked first, so groups of every process queue on one lock
     (jti INSERTs taken before it could deadlock two groups holding each other's jti)."""
-    with _writer_lock(), db.engine.begin() as connection:
+    with _writer_lock(), dbapi.transaction() as connection:
         head = audit.lock_head(connection)
         written = []
         for issuance in group:
