@@ -27,9 +27,11 @@ class _Compiled:
 
     def params(self, values: dict):
         values = {**self.literals, **values} if self.literals else values
-        if self.names:
-            return tuple(_process(self.binds.get(name), values.get(name)) for name in self.names)
-        return {name: _process(proc, values.get(name)) for name, proc in self.binds.items()}
+        processed = {name: values.get(name) for name in self.names or self.binds}
+        for name, processor in self.binds.items():
+            if processor is not None:
+                processed[name] = processor(processed[name])
+        return tuple(processed[name] for name in self.names) if self.names else processed
 
     def row(self, raw):
         if raw is None:
@@ -83,7 +85,7 @@ class Transaction:
                 cursor.executemany(compiled.sql, [compiled.params(p) for p in params])
                 return Rows(None)
             cursor.execute(compiled.sql, compiled.params(params or {}))
-            return Rows(compiled.row(cursor.fetchone()) if cursor.description else None)
+            return Rows(compiled.row(cursor.fetchone()) if compiled.results else None)
         finally:
             cursor.close()
 
@@ -97,16 +99,21 @@ def fetch_one(statement: ClauseElement, params: dict) -> tuple | None:
 @contextlib.contextmanager
 def transaction():
     """A ``Transaction`` committed at the end of the block, rolled back if it raises. On SQLite
-    it is ``BEGIN IMMEDIATE`` (the write lock first), as every write transaction here."""
+    it is ``BEGIN IMMEDIATE`` (the write lock first), as every write transaction here. On
+    PostgreSQL it runs in psycopg's pipeline mode: statements whose results are not read
+    (and the COMMIT) leave together, so a group holds the audit head's lock for one round
+    trip and its commit, not one round trip per statement."""
     with _checked_out(autocommit=False) as (connection, dialect):
-        if dialect.name == "sqlite":
+        sqlite = dialect.name == "sqlite"
+        if sqlite:
             connection.execute("BEGIN IMMEDIATE")
         try:
-            yield Transaction(connection, dialect)
+            with contextlib.nullcontext() if sqlite else connection.pipeline():
+                yield Transaction(connection, dialect)
+                connection.commit()
         except BaseException:
             connection.rollback()
             raise
-        connection.commit()
 
 
 @contextlib.contextmanager

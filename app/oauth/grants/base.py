@@ -64,7 +64,8 @@ class OstiaryGrantMixin:
     def issue(self, minted, event_type: str, *, task=None, audits=(), data=None):
         """The one write of an issuance (``app.oauth.issuance``): the token row, the task row it
         starts, the assertion's jti and the audit events, in one group-committed transaction."""
-        db.session.rollback()  # end this request's reads: on SQLite they may hold the write lock
+        if db.session.registry.has():  # end this request's reads: on SQLite they may hold the
+            db.session.rollback()  # write lock; client_credentials has no session to end
         row = minted.row
         decision = self.request.decision
         events = [audit.values(**event) for event in audits]
