@@ -10,6 +10,9 @@ exactly what the ORM writes and reads.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
+import weakref
 from dataclasses import dataclass
 
 from sqlalchemy.sql import ClauseElement
@@ -96,15 +99,43 @@ def fetch_one(statement: ClauseElement, params: dict) -> tuple | None:
         return Transaction(connection, dialect).execute(statement, params).first()
 
 
+_lock_files: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # engine -> (pid, file)
+
+
+@contextlib.contextmanager
+def _sqlite_writer_queue(engine):
+    """One writing process at a time, queued in the kernel. SQLite's own wait for its write
+    lock is a sleep-and-retry loop (1, 2, 5, 10... ms), which under constant contention
+    between processes cost more than the writes; flock hands over as soon as it is released.
+    The lock is per process (flock is per open file): within a process, the group commit
+    already lets one thread write at a time."""
+    path = engine.url.database
+    if not path or path == ":memory:":
+        yield
+        return
+    held = _lock_files.get(engine)
+    if held is None or held[0] != os.getpid():  # opened in each process: flock is per open file
+        held = _lock_files[engine] = (os.getpid(), open(path + ".writer-lock", "a+b"))
+        weakref.finalize(engine, held[1].close)
+    fcntl.flock(held[1], fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(held[1], fcntl.LOCK_UN)
+
+
 @contextlib.contextmanager
 def transaction():
-    """A ``Transaction`` committed at the end of the block, rolled back if it raises. On SQLite
-    it is ``BEGIN IMMEDIATE`` (the write lock first), as every write transaction here. On
-    PostgreSQL it runs in psycopg's pipeline mode: statements whose results are not read
-    (and the COMMIT) leave together, so a group holds the audit head's lock for one round
-    trip and its commit, not one round trip per statement."""
-    with _checked_out(autocommit=False) as (connection, dialect):
-        sqlite = dialect.name == "sqlite"
+    """A ``Transaction`` committed at the end of the block, rolled back if it raises.
+
+    SQLite: ``BEGIN IMMEDIATE`` (the write lock first), as every write transaction here, after
+    queueing on a file lock with the other processes' writers. PostgreSQL: psycopg's pipeline
+    mode, so statements whose results are not read (and the COMMIT) leave together and a
+    group holds the audit head's lock for one round trip and its commit, not one round trip
+    per statement."""
+    sqlite = db.engine.dialect.name == "sqlite"
+    with _sqlite_writer_queue(db.engine) if sqlite else contextlib.nullcontext(), \
+            _checked_out(autocommit=False) as (connection, dialect):
         if sqlite:
             connection.execute("BEGIN IMMEDIATE")
         try:

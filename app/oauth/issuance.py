@@ -12,19 +12,14 @@ and no token leaves before its commit.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
-import os
 import threading
-import weakref
 from dataclasses import dataclass, field
 
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 from sqlalchemy import insert
 
 from .. import audit, dbapi
-from ..extensions import db
 from ..models import IssuedToken, Task
 from .client_auth import REPLAYED, spend_jti
 
@@ -32,31 +27,6 @@ log = logging.getLogger(__name__)
 
 INSERT_TOKEN = insert(IssuedToken.__table__)
 INSERT_TASK = insert(Task.__table__)
-
-
-_lock_files: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # engine -> (pid, file)
-
-
-@contextlib.contextmanager
-def _writer_lock():
-    """SQLite: one writing process at a time, queued in the kernel. SQLite's own wait for its
-    write lock is a sleep-and-retry loop (1, 2, 5, 10... ms), which under constant contention
-    between processes cost more than the writes; flock hands over as soon as it is released.
-    PostgreSQL: nothing here; groups queue on the audit head's row lock."""
-    engine = db.engine
-    path = engine.url.database
-    if engine.dialect.name != "sqlite" or not path or path == ":memory:":
-        yield
-        return
-    held = _lock_files.get(engine)
-    if held is None or held[0] != os.getpid():  # opened in each process: flock is per open file
-        held = _lock_files[engine] = (os.getpid(), open(path + ".writer-lock", "a+b"))
-        weakref.finalize(engine, held[1].close)
-    fcntl.flock(held[1], fcntl.LOCK_EX)
-    try:
-        yield
-    finally:
-        fcntl.flock(held[1], fcntl.LOCK_UN)
 
 
 class IssuanceFailed(RuntimeError):
@@ -120,7 +90,7 @@ class GroupCommit:
 def _write_group(group: list[Issuance]) -> None:
     """One transaction. The head is locked first, so groups of every process queue on one lock
     (jti INSERTs taken before it could deadlock two groups holding each other's jti)."""
-    with _writer_lock(), dbapi.transaction() as connection:
+    with dbapi.transaction() as connection:
         head = audit.lock_head(connection)
         written = []
         for issuance in group:

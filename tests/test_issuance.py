@@ -1,0 +1,97 @@
+"""The group commit of issuances (app.oauth.issuance): concurrent token requests of one process
+share a transaction, each keeps its own outcome, and a failed group writes nothing."""
+import threading
+
+import pytest
+from sqlalchemy import func, select
+
+from app import audit
+from app.extensions import db
+from app.models import AuditEvent, IssuedToken
+from app.oauth import issuance
+
+from .factories import make_client
+from .token_actions import assertion, test_client_agent
+
+ISSUER = "http://127.0.0.1:5000"
+
+
+@pytest.fixture
+def groups(monkeypatch):
+    """The size of every group written; the first group's write is held for a moment, so that
+    requests sent meanwhile must queue and form the next group."""
+    sizes, write = [], issuance._write_group
+
+    def recording(group):
+        if not sizes:
+            threading.Event().wait(0.3)
+        sizes.append(len(group))
+        return write(group)
+
+    monkeypatch.setattr(issuance, "_write_group", recording)
+    return sizes
+
+
+def concurrently(app, requests):
+    """Run each ``request(http)`` in its own thread with its own test client, all at once."""
+    db.session.remove()  # the test's own transaction (SQLite: its write lock) ends first
+    start, answers = threading.Barrier(len(requests)), [None] * len(requests)
+
+    def run(i, request):
+        http = app.test_client()
+        start.wait()
+        answers[i] = request(http)
+
+    threads = [threading.Thread(target=run, args=(i, r)) for i, r in enumerate(requests)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return answers
+
+
+def count(model, **where):
+    return db.session.scalar(select(func.count()).select_from(model).filter_by(**where))
+
+
+def test_concurrent_token_requests_share_a_transaction_and_each_gets_its_token(app, groups):
+    made = make_client(auth_method="client_secret_basic")
+    answers = concurrently(app, [lambda http: test_client_agent(http, made).token() for _ in range(6)])
+    assert [a.status_code for a in answers] == [200] * 6
+    assert len({a.get_json()["access_token"] for a in answers}) == 6
+    assert sum(groups) == 6 and max(groups) > 1, groups
+    assert count(IssuedToken, client_id=made.client_id) == 6
+    assert count(AuditEvent, event_type="token.issued", client_id=made.client_id) == 6
+    assert audit.verify()[1] is None  # the chain runs through every group in order
+
+
+def test_a_replayed_assertion_in_the_same_group_is_refused_and_the_others_are_not(app, groups):
+    made = make_client()
+    copied = assertion(made, ISSUER)
+    form = {"grant_type": "client_credentials", "client_assertion": copied,
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}
+    fresh = [lambda http: test_client_agent(http, made).token() for _ in range(3)]
+    answers = concurrently(app, fresh + [lambda http: http.post("/token", data=form)] * 3)
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [200, 200, 200, 200, 400, 400], [a.get_json() for a in answers]
+    refused = [a.get_json() for a in answers if a.status_code == 400]
+    assert all(r["error"] == "invalid_client" and "already used" in r["error_description"] for r in refused)
+    assert count(IssuedToken, client_id=made.client_id) == 4
+    assert count(AuditEvent, event_type="token.refused", client_id=made.client_id) == 2
+    assert audit.verify()[1] is None
+
+
+def test_a_failed_group_fails_each_of_its_requests_and_writes_nothing(app, monkeypatch):
+    made = make_client(auth_method="client_secret_basic")
+
+    def broken(connection, head, events):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(audit, "append_locked", broken)
+    answers = concurrently(app, [lambda http: test_client_agent(http, made).token() for _ in range(3)])
+    for answer in answers:
+        assert answer.status_code == 500
+        assert answer.get_json() == {"error": "server_error",
+                                     "error_description": "internal error; nothing was changed"}
+    assert count(IssuedToken, client_id=made.client_id) == 0
+    assert count(AuditEvent, event_type="token.issued") == 0
