@@ -37,8 +37,6 @@ class _Compiled:
         return tuple(processed[name] for name in self.names) if self.names else processed
 
     def row(self, raw):
-        if raw is None:
-            return None
         return tuple(_process(proc, value) for proc, value in zip(self.results, raw))
 
 
@@ -66,11 +64,14 @@ def _compile(statement: ClauseElement, dialect) -> _Compiled:
 
 
 class Rows:
-    def __init__(self, row):
-        self._row = row
+    def __init__(self, rows: list):
+        self._rows = rows
 
     def first(self):
-        return self._row
+        return self._rows[0] if self._rows else None
+
+    def all(self) -> list:
+        return self._rows
 
 
 class Transaction:
@@ -86,9 +87,9 @@ class Transaction:
         try:
             if isinstance(params, list):
                 cursor.executemany(compiled.sql, [compiled.params(p) for p in params])
-                return Rows(None)
+                return Rows([])
             cursor.execute(compiled.sql, compiled.params(params or {}))
-            return Rows(compiled.row(cursor.fetchone()) if compiled.results else None)
+            return Rows([compiled.row(raw) for raw in cursor.fetchall()] if compiled.results else [])
         finally:
             cursor.close()
 

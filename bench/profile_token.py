@@ -19,7 +19,7 @@ from pathlib import Path
 from . import ostiary
 from .workloads import SCOPE, basic
 
-PARTS = ("views.py:.*\\(token\\)|grants/base.py:.*\\(issue\\)|trail.py:.*\\((append|_chain)\\)|load_client"
+PARTS = ("front.py:.*\\(__call__\\)|grants/base.py:.*\\(issue\\)|_write_group|append_locked|load_client"
          "|authenticate_client_secret_basic|rfc9068.py:.*\\(mint\\)|do_ping")
 
 

@@ -95,3 +95,20 @@ def test_a_failed_group_fails_each_of_its_requests_and_writes_nothing(app, monke
                                      "error_description": "internal error; nothing was changed"}
     assert count(IssuedToken, client_id=made.client_id) == 0
     assert count(AuditEvent, event_type="token.issued") == 0
+
+
+def test_expired_assertion_jtis_are_swept_inside_the_group(app, monkeypatch):
+    """The sweep runs now and then (1 in PURGE_ONE_IN spends); here on every one."""
+    from datetime import timedelta
+
+    from app import clock
+    from app.models import AssertionJti
+    from app.oauth import client_auth
+    made = make_client()
+    db.session.add(AssertionJti(client_id=made.client_id, jti="old", expires_at=clock.now() - timedelta(seconds=1)))
+    db.session.commit()
+    monkeypatch.setattr(client_auth, "PURGE_ONE_IN", 1)
+    db.session.remove()
+    assert test_client_agent(app.test_client(), made).token().status_code == 200
+    assert count(AssertionJti, jti="old") == 0
+    assert count(AssertionJti, client_id=made.client_id) == 1  # the assertion just spent

@@ -60,7 +60,10 @@ def values(event_type: str, actor: str, *, client_id: str | None = None, jti: st
            task_id: str | None = None, decision: str | None = None, reason: str | None = None,
            data: dict | None = None) -> dict:
     """An event's column values, made storable, before it is chained."""
-    address = request.remote_addr if has_request_context() else g.get("remote_addr") if has_app_context() else None
+    if has_request_context():
+        address = request.remote_addr
+    else:  # the machine endpoints run in an app context only (app.oauth.front)
+        address = g.get("remote_addr") if has_app_context() else None
     fields = {"event_type": event_type, "actor": actor, "client_id": client_id, "jti": jti,
               "task_id": task_id, "decision": decision, "reason": reason, "address": address}
     row = {name: _storable(name, value) for name, value in fields.items()}

@@ -40,11 +40,9 @@ AUTH_METHOD = "private_key_jwt"
 LEEWAY = 30  # clock skew allowed on exp/nbf/iat, seconds
 PURGE_ONE_IN = 256
 REPLAYED = "the client assertion was already used (jti replay)"
-# Core INSERTs that skip a jti already there: no row back is a replay, with no error to recover from.
-SPEND_JTI = {name: dialect.insert(AssertionJti.__table__).on_conflict_do_nothing()
-             .returning(AssertionJti.__table__.c.jti)
-             for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))}
-PURGE_JTI = delete(AssertionJti.__table__).where(AssertionJti.__table__.c.expires_at < bindparam("now"))
+JTI = AssertionJti.__table__
+PURGE_JTI = delete(JTI).where(JTI.c.expires_at < bindparam("now"))
+_spend_statements: dict = {}
 
 
 class PrivateKeyJWT(JWTBearerClientAssertion):
@@ -120,13 +118,36 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
 
 
 def spend_jti(connection, row: dict) -> bool:
-    """INSERT an assertion's jti in the caller's transaction; False if it was already used
-    (a concurrent copy waits on the primary key and finds it when the first commits). The
-    row outlives the assertion (plus leeway); rows of expired assertions protect nothing
-    (exp already refuses them) and are swept now and then, not on every request."""
+    """``spend_jtis`` for one: False if it was already used."""
+    return bool(spend_jtis(connection, [row]))
+
+
+def spend_jtis(connection, rows: list[dict]) -> set[tuple[str, str]]:
+    """INSERT assertions' jti rows in the caller's transaction, in one statement; returns the
+    (client_id, jti) pairs that were new, the rest being replays. A concurrent copy waits on
+    the primary key and finds the row when the first commits; rows go in sorted order, so two
+    transactions never wait on each other's. A row outlives its assertion (plus leeway); rows
+    of expired assertions protect nothing (exp already refuses them) and are swept now and
+    then, not on every request."""
+    if not rows:
+        return set()
     if secrets.randbelow(PURGE_ONE_IN) == 0:
         connection.execute(PURGE_JTI, {"now": clock.now()})
-    return connection.execute(SPEND_JTI[connection.dialect.name], row).first() is not None
+    rows = sorted(rows, key=lambda r: (r["client_id"], r["jti"]))
+    params = {f"{name}{n}": row[name] for n, row in enumerate(rows) for name in ("client_id", "jti", "expires_at")}
+    spent = connection.execute(_spend_statement(connection.dialect.name, len(rows)), params)
+    return {tuple(pair) for pair in spent.all()}
+
+
+def _spend_statement(dialect: str, count: int):
+    """INSERT … ON CONFLICT DO NOTHING RETURNING for ``count`` rows (built once per size)."""
+    key = (dialect, count)
+    if key not in _spend_statements:
+        insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[dialect]
+        _spend_statements[key] = insert(JTI).values([
+            {name: bindparam(f"{name}{n}", type_=JTI.c[name].type) for name in ("client_id", "jti", "expires_at")}
+            for n in range(count)]).on_conflict_do_nothing().returning(JTI.c.client_id, JTI.c.jti)
+    return _spend_statements[key]
 
 
 class RegisteredKeys:

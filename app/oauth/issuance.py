@@ -21,7 +21,7 @@ from sqlalchemy import insert
 
 from .. import audit, dbapi
 from ..models import IssuedToken, Task
-from .client_auth import REPLAYED, spend_jti
+from .client_auth import REPLAYED, spend_jtis
 
 log = logging.getLogger(__name__)
 
@@ -88,18 +88,23 @@ class GroupCommit:
 
 
 def _write_group(group: list[Issuance]) -> None:
-    """One transaction. The head is locked first, so groups of every process queue on one lock
-    (jti INSERTs taken before it could deadlock two groups holding each other's jti)."""
+    """One transaction. The assertions' jti rows go first, in one statement whose answer (which
+    were replays) is awaited before the audit head is locked: from the lock to the commit, no
+    statement waits for a result but the lock's own."""
     with dbapi.transaction() as connection:
-        head = audit.lock_head(connection)
+        fresh = spend_jtis(connection, [i.jti for i in group if i.jti is not None])
         written = []
         for issuance in group:
-            if issuance.jti is not None and not spend_jti(connection, issuance.jti):
-                issuance.error = InvalidClientError(description=REPLAYED)
-            else:
-                written.append(issuance)
+            if issuance.jti is not None:
+                key = (issuance.jti["client_id"], issuance.jti["jti"])
+                if key not in fresh:  # used before, or by an earlier copy in this group
+                    issuance.error = InvalidClientError(description=REPLAYED)
+                    continue
+                fresh.discard(key)
+            written.append(issuance)
         if not written:
             return
+        head = audit.lock_head(connection)
         tasks = [i.task for i in written if i.task is not None]
         if tasks:
             connection.execute(INSERT_TASK, tasks)
