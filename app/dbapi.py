@@ -58,12 +58,14 @@ def _compile(statement: ClauseElement, dialect) -> _Compiled:
                     if bind.effective_value is not None}
         results = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None)
                         for column in getattr(statement, "exported_columns", ()))
-        found = _compiled[key] = _Compiled(str(compiled), tuple(compiled.positiontup or ()), binds,
-                                                literals, results)
+        found = _compiled[key] = _Compiled(str(compiled), tuple(compiled.positiontup or ()),
+                                           binds, literals, results)
     return found
 
 
 class Rows:
+    """What a statement gave back, as ``Result.first()``/``.all()`` would (processed rows)."""
+
     def __init__(self, rows: list):
         self._rows = rows
 

@@ -55,11 +55,11 @@ def load_client(client_id: str) -> OAuthClient | None:
     """The client and its current approval: one indexed read (DESIGN.md principle 8).
 
     The read is one statement in autocommit (``app.dbapi``), outside the request's session:
-    on PostgreSQL one round trip, not three (BEGIN, SELECT, ROLLBACK). No lock is held: on SQLite, where every other transaction is
-    ``BEGIN IMMEDIATE``, the database write lock is not taken for a read (WAL readers never
-    block the writer); on PostgreSQL the row is not locked either. A suspension committed
-    between this read and the issuance is no more visible to the issuance with a lock-free
-    read than with READ COMMITTED.
+    on PostgreSQL one round trip, not three (BEGIN, SELECT, ROLLBACK). No lock is held: on
+    SQLite, where every other transaction is ``BEGIN IMMEDIATE``, a read takes no write lock
+    (WAL readers never block the writer); on PostgreSQL the row is not locked either. A
+    suspension committed between this read and the issuance is no more visible to the
+    issuance with a lock-free read than with READ COMMITTED.
     """
     if not isinstance(client_id, str) or not client_id or len(client_id) > 64:
         return None

@@ -64,8 +64,10 @@ class OstiaryGrantMixin:
     def issue(self, minted, event_type: str, *, task=None, audits=(), data=None):
         """The one write of an issuance (``app.oauth.issuance``): the token row, the task row it
         starts, the assertion's jti and the audit events, in one group-committed transaction."""
-        if db.session.registry.has():  # end this request's reads: on SQLite they may hold the
-            db.session.rollback()  # write lock; client_credentials has no session to end
+        # End this request's reads first: on SQLite they may hold the write lock the group
+        # needs. (client_credentials reads outside the session and has none to end.)
+        if db.session.registry.has():
+            db.session.rollback()
         row = minted.row
         decision = self.request.decision
         events = [audit.values(**event) for event in audits]
