@@ -183,7 +183,7 @@ def test_unsupported_grant_types(client, grant_type):
 def driver_statements(engine):
     """The first words of every statement the database driver runs meanwhile, and COMMIT for
     each commit: below SQLAlchemy, since the client read goes to the driver directly."""
-    statements = []
+    statements, original = [], {}
 
     def note(sql):
         statements.append(" ".join(str(sql).split()[:3]))
@@ -201,6 +201,7 @@ def driver_statements(engine):
         if engine.dialect.name == "sqlite":
             dbapi_connection.set_trace_callback(note)  # sees BEGIN and COMMIT too
             return
+        original[id(dbapi_connection)] = dbapi_connection.cursor_factory
         dbapi_connection.cursor_factory = Recording
         commit = dbapi_connection.commit  # psycopg sends BEGIN and COMMIT without a cursor
         dbapi_connection.commit = lambda: (statements.append("COMMIT"), commit())[1]
@@ -208,8 +209,8 @@ def driver_statements(engine):
     def checkin(dbapi_connection, record):
         if engine.dialect.name == "sqlite":
             dbapi_connection.set_trace_callback(None)
-        else:
-            dbapi_connection.cursor_factory = psycopg.Cursor
+        elif id(dbapi_connection) in original:  # as it was before the block
+            dbapi_connection.cursor_factory = original.pop(id(dbapi_connection))
             del dbapi_connection.commit
 
     listeners = [(engine, "checkout", checkout), (engine, "checkin", checkin)]

@@ -71,10 +71,12 @@ class GroupCommit:
             group, self._queue = self._queue, []
         try:
             _write_group(group)
-        except Exception as exc:  # every issuance of the group fails with it; each thread raises
+        except BaseException as exc:  # every issuance of the group fails with it; each thread raises
             log.exception("group commit of %d issuances failed", len(group))
             for issuance in group:
                 issuance.error = exc
+            if not isinstance(exc, Exception):
+                raise  # after the finally below: no follower may take it for a commit
         finally:
             with self._lock:
                 for issuance in group:
