@@ -15,6 +15,12 @@ log = logging.getLogger(__name__)
 
 CODES = {400: "invalid_request", 401: "invalid_client", 404: "not_found", 405: "invalid_request",
          413: "invalid_request", 429: "slow_down", 500: "server_error", 503: "temporarily_unavailable"}
+# Also answered by the machine endpoints' front (app.oauth.front), which runs outside Flask.
+INTERNAL = "internal error; nothing was changed"
+
+
+def too_large(limit: int) -> str:
+    return f"request body is larger than {limit} bytes"
 
 
 def json_error(status: int, error: str, description: str, headers: dict | None = None):
@@ -36,7 +42,7 @@ def init_app(app: Flask) -> None:
         if _wants_html():
             return exc
         if exc.code == 413:
-            description = f"request body is larger than {app.config['MAX_BODY_BYTES']} bytes"
+            description = too_large(app.config["MAX_BODY_BYTES"])
         elif exc.code == 429:
             description = f"rate limit exceeded ({exc.description}); retry later"
         else:
@@ -51,4 +57,4 @@ def init_app(app: Flask) -> None:
         db.session.rollback()
         if _wants_html():
             return "Internal error; the administrator can find it in the server log.", 500
-        return json_error(500, "server_error", "internal error; nothing was changed")
+        return json_error(500, "server_error", INTERNAL)

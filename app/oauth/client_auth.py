@@ -49,7 +49,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
     CLIENT_AUTH_METHOD = AUTH_METHOD
 
     def __init__(self):
-        super().__init__(validate_jti=True, leeway=LEEWAY)
+        super().__init__(leeway=LEEWAY)  # jti: spend_jtis(), not Authlib's validate_jti
 
     def __call__(self, query_client, request):
         """Authlib's flow, keeping the verified claims: the ``jti`` is spent later, in the

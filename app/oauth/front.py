@@ -19,6 +19,7 @@ from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request
 from flask import Flask, current_app, g, has_app_context
 from werkzeug.datastructures import EnvironHeaders
 
+from ..errors import INTERNAL, too_large
 from ..extensions import db
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ class MachineFront:
     def _respond(self, environ, name, endpoint):
         pairs = self._form(environ)
         if pairs is None:
-            return _error(413, "invalid_request", f"request body is larger than {self.max_body} bytes")
+            return _error(413, "invalid_request", too_large(self.max_body))
         server = self.app.extensions["ostiary.oauth"]
         try:
             request = FormRequest(environ, pairs, endpoint)
@@ -113,7 +114,7 @@ class MachineFront:
         except Exception:
             log.exception("unhandled error on POST %s", environ.get("PATH_INFO"))
             db.session.rollback()
-            return _error(500, "server_error", "internal error; nothing was changed")
+            return _error(500, "server_error", INTERNAL)
 
     def _form(self, environ) -> list[tuple[str, str]] | None:
         """The form parameters, [] for another content type, None if the body is too large."""
