@@ -87,7 +87,7 @@ def start(backend: str, workdir: Path, pg_admin_url: str, extra: dict | None = N
         clients = make_clients(env)
         log_path = instance / "gunicorn.log"
         with log_path.open("ab") as out:
-            proc = subprocess.Popen([str(BIN / "gunicorn"), "-c", "config/gunicorn.conf.py", "wsgi:app"],
+            proc = subprocess.Popen([str(BIN / "gunicorn"), "-c", "config/gunicorn.conf.py", "asgi:app"],
                                     cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                     start_new_session=True)
         try:

@@ -30,5 +30,5 @@ def init_app(app: Flask) -> None:
     for endpoint in (IntrospectionEndpoint, RevocationEndpoint, TaskEndEndpoint):
         server.register_endpoint(endpoint)
     app.extensions["ostiary.oauth"] = server
-    app.extensions["ostiary.issuance"] = GroupCommit()
+    app.extensions["ostiary.issuance"] = GroupCommit(app)
     mount(app)

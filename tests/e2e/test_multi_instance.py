@@ -78,7 +78,7 @@ def pair(tmp_path_factory, new_pg_database):
     shared = {"ISSUER": issuer, "KEY_CACHE_SECONDS": 1, "REGISTRATION_POLICY": "initial_access_token",
               "RATELIMIT_STORAGE_URI": REDIS_URL, "RATELIMIT_KEY_PREFIX": f"ostiary-test-{uuid.uuid4().hex}",
               "REGISTRATION_RATE_LIMIT": f"{REGISTRATION_LIMIT} per hour", "PENDING_CAP_PER_ADDRESS": 1000,
-              "PROXY_HOPS": 1}  # as behind one TLS-terminating proxy (config/gunicorn.conf.py)
+              "PROXY_HOPS": 1}  # as behind one TLS-terminating proxy (app.serving)
     servers = []
     for name, port in (("a", port_a), ("b", port_b)):
         instance = tmp_path_factory.mktemp(f"instance-{name}")
