@@ -1,12 +1,13 @@
 """The ASGI application that gunicorn serves (``asgi:app``, gunicorn's ``asgi`` worker on uvloop).
 
-Token requests (``POST /token``) run inline on the event loop: the WSGI app is called in a
-greenlet (``app.inline``), and while an issuance waits for its group commit the loop serves
-other requests, which join the next group. No thread is handed a token request, so none
-contends for the GIL with another, which under gunicorn's threaded worker cost more than
-the protocol work itself. Every other request goes to the same WSGI app through a2wsgi's
-thread pool: the console, registration, introspection and revocation may wait on locks
-and remote fetches, which must not stop the loop.
+The machine requests that only read, or whose one write is an issuance's group commit, run
+inline on the event loop: token requests, introspection, the JWKS and discovery. The WSGI
+app is called in a greenlet (``app.inline``), and while an issuance waits for its group
+commit the loop serves other requests, which join the next group. No thread is handed these
+requests, so none contends for the GIL with another, which under gunicorn's threaded worker
+cost more than the protocol work itself. Every other request goes to the same WSGI app
+through a2wsgi's thread pool: the console, registration, revocation and task end write
+through the ORM and may wait for locks or remote fetches, which must not stop the loop.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import inline
 
-INLINE = ("POST", "/token")
+INLINE = {("POST", "/token"), ("POST", "/introspect"), ("GET", "/jwks.json"),
+          ("GET", "/.well-known/oauth-authorization-server"), ("GET", "/.well-known/openid-configuration")}
 
 
 class Server:
@@ -37,7 +39,7 @@ class Server:
         self.threaded = WSGIMiddleware(flask_app, workers=threads)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and (scope["method"], scope["path"]) == INLINE:
+        if scope["type"] == "http" and (scope["method"], scope["path"]) in INLINE:
             await self._inline(scope, receive, send)
         else:
             await self.threaded(scope, receive, send)

@@ -149,13 +149,25 @@ def test_a_failed_group_fails_each_of_its_requests_and_writes_nothing(server, mo
     assert count(IssuedToken) == 0 and count(AuditEvent, event_type="token.issued") == 0
 
 
-def test_other_requests_go_to_flask(server):
-    discovery, other_method = at_once(server, [
+def test_reads_and_token_requests_run_inline_and_the_rest_on_threads(server):
+    threaded, pool = [], server.threaded
+
+    async def recording(scope, receive, send):
+        threaded.append((scope["method"], scope["path"]))
+        await pool(scope, receive, send)
+
+    server.threaded = recording
+    discovery, jwks, introspection, other_method, revocation = at_once(server, [
         dict(method="GET", path="/.well-known/oauth-authorization-server"),
-        dict(method="GET", path="/token")])
+        dict(method="GET", path="/jwks.json"), form_post("/introspect", {"token": "x"}, {}),
+        dict(method="GET", path="/token"), form_post("/revoke", {"token": "x"}, {})])
     assert discovery.status_code == 200 and discovery.get_json()["issuer"] == ISSUER
+    assert jwks.status_code == 200 and jwks.get_json()["keys"]
+    assert introspection.status_code == 401 and introspection.get_json()["error"] == "invalid_client"
     assert other_method.status_code == 405
     assert set(other_method.headers["allow"].split(", ")) == {"OPTIONS", "POST"}
+    assert revocation.status_code == 401 and revocation.get_json()["error"] == "invalid_client"
+    assert sorted(threaded) == [("GET", "/token"), ("POST", "/revoke")]
 
 
 def test_a_token_request_over_the_size_limit_is_413_and_read_no_further(server, app):
