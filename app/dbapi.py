@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.sql import ClauseElement
 
+from . import inline
 from .extensions import db
 
 
@@ -98,8 +99,33 @@ class Transaction:
 
 def fetch_one(statement: ClauseElement, params: dict) -> tuple | None:
     """The first row of ``statement``, read in autocommit: one round trip, no lock held."""
+    if inline.running():
+        return _read_on_loop(statement, params)
     with _checked_out(autocommit=True) as (connection, dialect):
         return Transaction(connection, dialect).execute(statement, params).first()
+
+
+_loop_readers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # engine -> (pid, connection)
+
+
+def _read_on_loop(statement: ClauseElement, params: dict):
+    """Inline requests (``app.inline``) run one at a time on the event loop's thread, and none
+    waits in the middle of a read, so the loop keeps one connection for their reads instead of
+    checking one out of the pool, resetting it and returning it for every request."""
+    engine = db.engine
+    held = _loop_readers.get(engine)
+    if held is None or held[0] != os.getpid():
+        pooled = engine.raw_connection()
+        if engine.dialect.name == "postgresql":
+            pooled.driver_connection.autocommit = True  # SQLite's are already (app.__init__)
+        held = _loop_readers[engine] = (os.getpid(), pooled)
+        weakref.finalize(engine, pooled.close)
+    try:
+        return Transaction(held[1].driver_connection, engine.dialect).execute(statement, params).first()
+    except Exception:
+        del _loop_readers[engine]
+        held[1].invalidate()  # a connection that failed a read is not trusted with the next
+        raise
 
 
 _lock_files: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # engine -> (pid, file)

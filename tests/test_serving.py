@@ -211,3 +211,29 @@ def test_inline_code_waits_for_awaitables_and_gets_their_exceptions():
 
     assert not inline.running()
     assert asyncio.run(inline.run(blocking_style, 21)) == (42, "from the loop")
+
+
+def test_inline_reads_share_one_connection_and_one_that_failed_is_replaced(app):
+    from sqlalchemy import text
+
+    from app import dbapi
+    from app.oauth.clients import LOAD
+    made = make_client(auth_method="client_secret_basic")
+    db.session.remove()
+
+    def read():
+        return dbapi.fetch_one(LOAD, {"client_id": made.client_id})[0]
+
+    def reads():
+        with app.app_context():  # a greenlet starts with a context of its own
+            assert read() == made.client_id
+            held = dbapi._loop_readers[db.engine][1]
+            assert read() == made.client_id and dbapi._loop_readers[db.engine][1] is held
+            with pytest.raises(Exception, match="no_such_table"):
+                dbapi.fetch_one(text("SELECT * FROM no_such_table"), {})
+            assert db.engine not in dbapi._loop_readers
+            assert read() == made.client_id
+            return held, dbapi._loop_readers[db.engine][1]
+
+    failed, replacement = asyncio.run(inline.run(reads))
+    assert replacement is not failed and not failed.is_valid
