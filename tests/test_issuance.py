@@ -1,5 +1,7 @@
 """The group commit of issuances (app.oauth.issuance): concurrent token requests of one process
-share a transaction, each keeps its own outcome, and a failed group writes nothing."""
+share a transaction, each keeps its own outcome, and a failed group writes nothing; whether
+the requests come from threads (a threaded WSGI server) or run inline on an event loop (the
+ASGI front that gunicorn serves)."""
 import threading
 
 import pytest
@@ -9,9 +11,11 @@ from app import audit
 from app.extensions import db
 from app.models import AuditEvent, IssuedToken
 from app.oauth import issuance
+from app.serving import Server
 
+from . import asgi_client
 from .factories import make_client
-from .token_actions import assertion, test_client_agent
+from .token_actions import Agent, assertion, test_client_agent
 
 ISSUER = "http://127.0.0.1:5000"
 
@@ -32,6 +36,17 @@ def groups(monkeypatch):
     return sizes
 
 
+@pytest.fixture(params=["threads", "event loop"])
+def at_once(request, app):
+    """Send token requests, (path, form, headers) each, all at once: each from its own thread
+    through the WSGI app, or all on one event loop through the ASGI front."""
+    if request.param == "threads":
+        return lambda sent: concurrently(app, [lambda http, r=r: http.post(r[0], data=r[1], headers=r[2])
+                                               for r in sent])
+    server = Server(app, threads=2)
+    return lambda sent: asgi_client.at_once(server, [asgi_client.form_post(*r) for r in sent])
+
+
 def concurrently(app, requests):
     """Run each ``request(http)`` in its own thread with its own test client, all at once."""
     db.session.remove()  # the test's own transaction (SQLite: its write lock) ends first
@@ -50,13 +65,18 @@ def concurrently(app, requests):
     return answers
 
 
+def agent(made):
+    """An agent whose requests are only written down, as (path, form, headers)."""
+    return Agent(made, ISSUER, lambda path, data, headers: (path, data, headers))
+
+
 def count(model, **where):
     return db.session.scalar(select(func.count()).select_from(model).filter_by(**where))
 
 
-def test_concurrent_token_requests_share_a_transaction_and_each_gets_its_token(app, groups):
+def test_concurrent_token_requests_share_a_transaction_and_each_gets_its_token(at_once, groups):
     made = make_client(auth_method="client_secret_basic")
-    answers = concurrently(app, [lambda http: test_client_agent(http, made).token() for _ in range(6)])
+    answers = at_once([agent(made).token() for _ in range(6)])
     assert [a.status_code for a in answers] == [200] * 6
     assert len({a.get_json()["access_token"] for a in answers}) == 6
     assert sum(groups) == 6 and max(groups) > 1, groups
@@ -65,13 +85,11 @@ def test_concurrent_token_requests_share_a_transaction_and_each_gets_its_token(a
     assert audit.verify()[1] is None  # the chain runs through every group in order
 
 
-def test_a_replayed_assertion_in_the_same_group_is_refused_and_the_others_are_not(app, groups):
+def test_a_replayed_assertion_in_the_same_group_is_refused_and_the_others_are_not(at_once, groups):
     made = make_client()
-    copied = assertion(made, ISSUER)
-    form = {"grant_type": "client_credentials", "client_assertion": copied,
-            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}
-    fresh = [lambda http: test_client_agent(http, made).token() for _ in range(3)]
-    answers = concurrently(app, fresh + [lambda http: http.post("/token", data=form)] * 3)
+    copied = {"grant_type": "client_credentials", "client_assertion": assertion(made, ISSUER),
+              "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}
+    answers = at_once([agent(made).token() for _ in range(3)] + [("/token", copied, {})] * 3)
     codes = sorted(a.status_code for a in answers)
     assert codes == [200, 200, 200, 200, 400, 400], [a.get_json() for a in answers]
     refused = [a.get_json() for a in answers if a.status_code == 400]
@@ -81,14 +99,14 @@ def test_a_replayed_assertion_in_the_same_group_is_refused_and_the_others_are_no
     assert audit.verify()[1] is None
 
 
-def test_a_failed_group_fails_each_of_its_requests_and_writes_nothing(app, monkeypatch):
+def test_a_failed_group_fails_each_of_its_requests_and_writes_nothing(at_once, monkeypatch):
     made = make_client(auth_method="client_secret_basic")
 
     def broken(connection, head, events):
         raise RuntimeError("the database went away")
 
     monkeypatch.setattr(audit, "append_locked", broken)
-    answers = concurrently(app, [lambda http: test_client_agent(http, made).token() for _ in range(3)])
+    answers = at_once([agent(made).token() for _ in range(3)])
     for answer in answers:
         assert answer.status_code == 500
         assert answer.get_json() == {"error": "server_error",
