@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 import weakref
 from dataclasses import dataclass
 
@@ -105,27 +106,59 @@ def fetch_one(statement: ClauseElement, params: dict) -> tuple | None:
         return Transaction(connection, dialect).execute(statement, params).first()
 
 
-_loop_readers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # engine -> (pid, connection)
-
-
 def _read_on_loop(statement: ClauseElement, params: dict):
+    engine = db.engine
+    reader = _loop_readers.get(engine)
+    if reader is None:
+        reader = _loop_readers[engine] = _LoopReader(engine.dialect.name == "postgresql")
+        weakref.finalize(engine, reader.release)
+    return reader.read(engine, statement, params)
+
+
+_loop_readers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # engine -> _LoopReader
+# Kept no longer than the pool keeps a connection unchecked: after this long unused it may have
+# been dropped (the pool would ping it, app.__init__); after pool_recycle it goes back.
+IDLE_SECONDS, RECYCLE_SECONDS = 10, 1800
+
+
+class _LoopReader:
     """Inline requests (``app.inline``) run one at a time on the event loop's thread, and none
     waits in the middle of a read, so the loop keeps one connection for their reads instead of
     checking one out of the pool, resetting it and returning it for every request."""
-    engine = db.engine
-    held = _loop_readers.get(engine)
-    if held is None or held[0] != os.getpid():
-        pooled = engine.raw_connection()
-        if engine.dialect.name == "postgresql":
-            pooled.driver_connection.autocommit = True  # SQLite's are already (app.__init__)
-        held = _loop_readers[engine] = (os.getpid(), pooled)
-        weakref.finalize(engine, pooled.close)
-    try:
-        return Transaction(held[1].driver_connection, engine.dialect).execute(statement, params).first()
-    except Exception:
-        del _loop_readers[engine]
-        held[1].invalidate()  # a connection that failed a read is not trusted with the next
-        raise
+
+    def __init__(self, postgres: bool):
+        self.postgres, self.pooled, self.pid, self.since, self.used = postgres, None, None, 0.0, 0.0
+
+    def read(self, engine, statement: ClauseElement, params: dict):
+        now = time.monotonic()
+        if self.pooled is not None and self.pid != os.getpid():
+            self.pooled = None  # the parent's, before a fork: not this process's to use or close
+        elif self.pooled is not None and now - self.used > IDLE_SECONDS:
+            self.pooled.invalidate()  # unused for a while: a new connection, not a dropped one
+            self.pooled = None
+        elif now - self.since > RECYCLE_SECONDS:
+            self.release()
+        if self.pooled is None:
+            self.pooled = engine.raw_connection()
+            if self.postgres:
+                self.pooled.driver_connection.autocommit = True  # SQLite's are already (app.__init__)
+            self.pid, self.since = os.getpid(), now
+        try:
+            row = Transaction(self.pooled.driver_connection, engine.dialect).execute(statement, params).first()
+        except Exception:
+            self.pooled.invalidate()  # a connection that failed a read is not trusted with the next
+            self.pooled = None
+            raise
+        self.used = now
+        return row
+
+    def release(self) -> None:
+        """Back to the pool, as the pool handed it out."""
+        if self.pooled is not None and self.pid == os.getpid():
+            if self.postgres and self.pooled.is_valid:
+                self.pooled.driver_connection.autocommit = False
+            self.pooled.close()
+        self.pooled = None
 
 
 _lock_files: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # engine -> (pid, file)

@@ -108,7 +108,7 @@ def test_inline_code_waits_for_awaitables_and_gets_their_exceptions():
     assert asyncio.run(inline.run(blocking_style, 21)) == (42, "from the loop")
 
 
-def test_inline_reads_share_one_connection_and_one_that_failed_is_replaced(app):
+def test_inline_reads_keep_one_connection_and_replace_one_that_failed(app):
     from sqlalchemy import text
 
     from app import dbapi
@@ -117,18 +117,58 @@ def test_inline_reads_share_one_connection_and_one_that_failed_is_replaced(app):
     db.session.remove()
 
     def read():
-        return dbapi.fetch_one(LOAD, {"client_id": made.client_id})[0]
+        assert dbapi.fetch_one(LOAD, {"client_id": made.client_id})[0] == made.client_id
+        return dbapi._loop_readers[db.engine].pooled
 
     def reads():
         with app.app_context():  # a greenlet starts with a context of its own
-            assert read() == made.client_id
-            held = dbapi._loop_readers[db.engine][1]
-            assert read() == made.client_id and dbapi._loop_readers[db.engine][1] is held
+            held = read()
+            assert read() is held
             with pytest.raises(Exception, match="no_such_table"):
                 dbapi.fetch_one(text("SELECT * FROM no_such_table"), {})
-            assert db.engine not in dbapi._loop_readers
-            assert read() == made.client_id
-            return held, dbapi._loop_readers[db.engine][1]
+            return held, read()
 
     failed, replacement = asyncio.run(inline.run(reads))
-    assert replacement is not failed and not failed.is_valid
+    assert replacement is not failed and not failed.is_valid and replacement.is_valid
+
+
+@pytest.mark.parametrize("limit", ["IDLE_SECONDS", "RECYCLE_SECONDS"])
+def test_the_loops_connection_is_replaced_when_idle_or_old(app, monkeypatch, limit):
+    from app import dbapi
+    from app.oauth.clients import LOAD
+    made = make_client(auth_method="client_secret_basic")
+    db.session.remove()
+
+    def read():
+        with app.app_context():
+            assert dbapi.fetch_one(LOAD, {"client_id": made.client_id})[0] == made.client_id
+            return dbapi._loop_readers[db.engine].pooled
+
+    first = asyncio.run(inline.run(read))
+    raw = first.driver_connection
+    monkeypatch.setattr(dbapi, limit, -1)
+    assert asyncio.run(inline.run(read)) is not first
+    if limit == "IDLE_SECONDS":  # possibly dropped while unused: closed, never reused
+        with pytest.raises(Exception, match="closed"):
+            raw.execute("SELECT 1")
+    else:  # handed back to the pool, which decides whether to recycle it
+        assert first.dbapi_connection is None and raw.execute("SELECT 1").fetchone()[0] == 1
+
+
+def test_the_loops_connection_goes_back_to_the_pool_as_the_pool_handed_it_out(app):
+    from app import dbapi
+    from app.oauth.clients import LOAD
+    made = make_client(auth_method="client_secret_basic")
+    db.session.remove()
+
+    def read():
+        with app.app_context():
+            dbapi.fetch_one(LOAD, {"client_id": made.client_id})
+            return dbapi._loop_readers[db.engine]
+
+    reader = asyncio.run(inline.run(read))
+    raw, checked_in = reader.pooled.driver_connection, db.engine.pool.checkedin()
+    reader.release()
+    assert reader.pooled is None and db.engine.pool.checkedin() == checked_in + 1
+    if db.engine.dialect.name == "postgresql":
+        assert raw.autocommit is False  # as the ORM's sessions expect it
