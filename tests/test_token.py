@@ -272,3 +272,16 @@ def test_expired_assertion_rows_are_swept(client, monkeypatch):
     monkeypatch.setattr(client_auth, "PURGE_ONE_IN", 1)
     agent.token()
     assert db.session.scalar(select(func.count()).select_from(AssertionJti)) == 1
+
+
+def test_jtis_are_unique_unguessable_and_in_issuance_order():
+    from app.oauth.rfc9068 import new_jti
+    first = new_jti()
+    clock.advance(0.001)
+    try:
+        later = [new_jti() for _ in range(1000)]
+    finally:
+        clock.reset()
+    assert len(set(later)) == 1000 and all(first < jti for jti in later)
+    assert all(len(jti) == 36 and jti.isascii() and "." not in jti for jti in later)
+    assert len({jti[14:] for jti in later}) == 1000  # the random part alone tells them apart
