@@ -110,7 +110,7 @@ def _read_on_loop(statement: ClauseElement, params: dict):
     engine = db.engine
     reader = _loop_readers.get(engine)
     if reader is None:
-        reader = _loop_readers[engine] = _LoopReader(engine.dialect.name == "postgresql")
+        reader = _loop_readers[engine] = _LoopReader()
         weakref.finalize(engine, reader.release)
     return reader.read(engine, statement, params)
 
@@ -126,22 +126,21 @@ class _LoopReader:
     waits in the middle of a read, so the loop keeps one connection for their reads instead of
     checking one out of the pool, resetting it and returning it for every request."""
 
-    def __init__(self, postgres: bool):
-        self.postgres, self.pooled, self.pid, self.since, self.used = postgres, None, None, 0.0, 0.0
+    def __init__(self):
+        self.pooled, self.switched, self.pid, self.since, self.used = None, False, None, 0.0, 0.0
 
     def read(self, engine, statement: ClauseElement, params: dict):
         now = time.monotonic()
-        if self.pooled is not None and self.pid != os.getpid():
-            self.pooled = None  # the parent's, before a fork: not this process's to use or close
-        elif self.pooled is not None and now - self.used > IDLE_SECONDS:
-            self.pooled.invalidate()  # unused for a while: a new connection, not a dropped one
-            self.pooled = None
-        elif now - self.since > RECYCLE_SECONDS:
-            self.release()
+        if self.pooled is not None:
+            if self.pid != os.getpid():
+                self.pooled = None  # the parent's, before a fork: not this process's to use or close
+            elif now - self.used > IDLE_SECONDS:
+                self.pooled.invalidate()  # unused for a while: a new connection, not a dropped one
+                self.pooled = None
+            elif now - self.since > RECYCLE_SECONDS:
+                self.release()
         if self.pooled is None:
-            self.pooled = engine.raw_connection()
-            if self.postgres:
-                self.pooled.driver_connection.autocommit = True  # SQLite's are already (app.__init__)
+            self.pooled, self.switched = _check_out(engine, autocommit=True)
             self.pid, self.since = os.getpid(), now
         try:
             row = Transaction(self.pooled.driver_connection, engine.dialect).execute(statement, params).first()
@@ -153,11 +152,8 @@ class _LoopReader:
         return row
 
     def release(self) -> None:
-        """Back to the pool, as the pool handed it out."""
         if self.pooled is not None and self.pid == os.getpid():
-            if self.postgres and self.pooled.is_valid:
-                self.pooled.driver_connection.autocommit = False
-            self.pooled.close()
+            _hand_back(self.pooled, self.switched)
         self.pooled = None
 
 
@@ -212,14 +208,26 @@ def transaction():
 @contextlib.contextmanager
 def _checked_out(*, autocommit: bool):
     engine = db.engine
-    connection = engine.raw_connection()  # the pool's checkout events (idle ping) still apply
-    # SQLite's driver connections are in autocommit already (BEGIN is explicit, app.__init__).
-    switch = autocommit and engine.dialect.name == "postgresql"
+    pooled, switched = _check_out(engine, autocommit=autocommit)
     try:
-        if switch:
-            connection.driver_connection.autocommit = True
-        yield connection.driver_connection, engine.dialect
+        yield pooled.driver_connection, engine.dialect
     finally:
-        if switch:
-            connection.driver_connection.autocommit = False  # as the pool handed it out
-        connection.close()
+        _hand_back(pooled, switched)
+
+
+def _check_out(engine, *, autocommit: bool) -> tuple:
+    """A pooled connection (the pool's checkout events, its idle ping, still apply), and whether
+    it was switched to autocommit: PostgreSQL's are, if asked; SQLite's are in autocommit
+    already (BEGIN is explicit, app.__init__)."""
+    pooled = engine.raw_connection()
+    switched = autocommit and engine.dialect.name == "postgresql"
+    if switched:
+        pooled.driver_connection.autocommit = True
+    return pooled, switched
+
+
+def _hand_back(pooled, switched: bool) -> None:
+    """Back to the pool, as the pool handed it out."""
+    if switched and pooled.is_valid:
+        pooled.driver_connection.autocommit = False
+    pooled.close()
