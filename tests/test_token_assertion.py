@@ -12,10 +12,10 @@ from sqlalchemy import func, select
 
 from app import clock, fetch
 from app.extensions import db
-from app.models import AssertionJti, IssuedToken
+from app.models import AssertionJti, AuditEvent, IssuedToken
 
 from .factories import make_client, new_key, public_jwks
-from .token_actions import ASSERTION_TYPE, assertion
+from .token_actions import ASSERTION_TYPE, BOTH_GRANTS, assertion, task, test_client_agent
 
 ISSUER = "http://127.0.0.1:5000"
 
@@ -58,6 +58,49 @@ def test_jti_of_a_refused_request_stays_used(client):
     assert refused.get_json()["error"] == "invalid_scope"
     assert db.session.get(AssertionJti, (made.client_id, "captured")) is not None
     assert post(client, made, signed).get_json()["error"] == "invalid_client"
+
+
+def answer_with(client, path, form, signed):
+    return client.post(path, data={**form, "client_assertion_type": ASSERTION_TYPE, "client_assertion": signed})
+
+
+def replay_refused(response) -> bool:
+    body = response.get_json()
+    return body["error"] == "invalid_client" and "already used" in body["error_description"]
+
+
+@pytest.mark.parametrize("path, refusal_event", [("/introspect", "introspection.refused"),
+                                                 ("/task/end", "task.end_refused")])
+def test_an_assertion_authenticates_one_request_at_every_endpoint(client, path, refusal_event):
+    made = make_client(grant_types=BOTH_GRANTS)
+    agent = test_client_agent(client, made)
+    held = agent.token().get_json()["access_token"]
+    started = agent.exchange(held, authorization_details=task()).get_json()
+    form = {"token": held} if path == "/introspect" else {"task_id": started["task_id"], "outcome": "done"}
+    signed = assertion(made, ISSUER)
+    assert answer_with(client, path, form, signed).status_code == 200
+    again = answer_with(client, path, form, signed)
+    assert replay_refused(again), again.get_json()
+    refusals = db.session.scalars(select(AuditEvent).filter_by(event_type=refusal_event)).all()
+    assert [(e.client_id, e.data["error"]) for e in refusals] == [(made.client_id, "invalid_client")]
+
+
+def test_a_replayed_assertion_revokes_nothing(client):
+    made = make_client()
+    agent = test_client_agent(client, made)
+    first, second = (agent.token().get_json()["access_token"] for _ in range(2))
+    signed = assertion(made, ISSUER)
+    assert answer_with(client, "/revoke", {"token": first}, signed).status_code == 200
+    assert replay_refused(answer_with(client, "/revoke", {"token": second}, signed))
+    assert db.session.scalar(select(func.count()).select_from(IssuedToken)
+                             .where(IssuedToken.revoked_at.is_not(None))) == 1
+
+
+def test_an_assertion_spent_at_the_token_endpoint_is_spent_everywhere(client):
+    made = make_client()
+    signed = assertion(made, ISSUER)
+    token = post(client, made, signed).get_json()["access_token"]
+    assert replay_refused(answer_with(client, "/introspect", {"token": token}, signed))
 
 
 def test_same_jti_from_two_clients_is_two_assertions(client):

@@ -13,7 +13,7 @@ def init_app(app: Flask) -> None:
     from .front import mount
     from .grants import ClientCredentialsGrant, TokenExchangeGrant
     from .introspection import IntrospectionEndpoint
-    from .issuance import GroupCommit
+    from .group_commit import GroupCommit
     from .revocation import RevocationEndpoint
     from .server import OstiaryAuthorizationServer
     from .task_end import TaskEndEndpoint
@@ -30,5 +30,5 @@ def init_app(app: Flask) -> None:
     for endpoint in (IntrospectionEndpoint, RevocationEndpoint, TaskEndEndpoint):
         server.register_endpoint(endpoint)
     app.extensions["ostiary.oauth"] = server
-    app.extensions["ostiary.issuance"] = GroupCommit(app)
+    app.extensions["ostiary.group_commit"] = GroupCommit(app)
     mount(app)

@@ -6,10 +6,11 @@ Authlib's ``JWTBearerClientAssertion`` does the parsing; Ostiary tightens it:
   injection) or, for compatibility, the token endpoint URL, and nothing else;
 - the assertion lives at most ``ASSERTION_MAX_LIFETIME`` seconds (``exp`` - ``iat``, or
   ``exp`` - now without ``iat``), timed by ``app.clock``;
-- ``jti`` is required and single use: it is INSERTed into ``assertion_jti`` in the same
-  transaction as the request's token or its refusal, so the primary key makes the check
-  atomic across processes and instances (eight concurrent copies yield one token; Hydra
-  CVE-2020-5300);
+- ``jti`` is required and single use, at every endpoint: it is INSERTed into
+  ``assertion_jti`` in the same transaction as the request's token or its refusal, or, at
+  the other endpoints, before the request acts (``app.oauth.server``), so the primary key
+  makes the check atomic across processes and instances (eight concurrent copies yield one
+  token; Hydra CVE-2020-5300);
 - the key is one of the client's registered keys, chosen by ``kid``; ``jwk``, ``jku`` and
   ``x5u`` headers are never followed; only asymmetric algorithms are accepted.
 """
@@ -115,11 +116,6 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
                             f"{current_app.config['ASSERTION_MAX_LIFETIME']} seconds")
         if not isinstance(claims["jti"], str) or not 0 < len(claims["jti"]) <= 255:
             raise InvalidClientError(description="the client assertion's jti must be a short string")
-
-
-def spend_jti(connection, row: dict) -> bool:
-    """``spend_jtis`` for one: False if it was already used."""
-    return bool(spend_jtis(connection, [row]))
 
 
 def spend_jtis(connection, rows: list[dict]) -> set[tuple[str, str]]:

@@ -10,11 +10,13 @@ import logging
 from authlib.oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
+from flask import current_app
 
 from .. import audit
 from ..extensions import db
-from .client_auth import REPLAYED, spend_jti
+from .client_auth import REPLAYED
 from .clients import load_client
+from .group_commit import Write
 from .status import require_active
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,9 @@ class OstiaryAuthorizationServer(AuthorizationServer):
         pass  # no Flask signals: the audit trail records what happened
 
     def authenticate_client(self, request, methods, endpoint="token"):
-        """Authlib authenticates; then the contract's status rules (``app.oauth.status``)."""
+        """Authlib authenticates; then the contract's status rules (``app.oauth.status``). An
+        assertion authenticates one request: at the token endpoint its ``jti`` is spent with
+        the token (``OstiaryGrantMixin.issue``), anywhere else now, before the request acts."""
         _check_basic_header(request)
         try:
             client = super().authenticate_client(request, methods, endpoint)
@@ -52,6 +56,10 @@ class OstiaryAuthorizationServer(AuthorizationServer):
             raise
         request.client = client
         require_active(client)
+        jti = getattr(request, "assertion_jti", None)
+        if endpoint != "token" and jti is not None:
+            request.assertion_jti = None
+            current_app.extensions["ostiary.group_commit"].write(Write([], jti=jti))
         return client
 
     def handle_error_response(self, request, error):
@@ -59,31 +67,43 @@ class OstiaryAuthorizationServer(AuthorizationServer):
         taken). The assertion's jti, if one was accepted, is spent with the event; if it was
         spent already, the refusal is the replay's, whatever else was wrong."""
         try:
-            error = self._record_refusal(request, error)
+            error = _record_refusal(request, error)
         except Exception:  # the refusal stands even if the trail cannot take it; the log says so
             log.exception("could not record a refusal in the audit trail")
             db.session.rollback()
         return super().handle_error_response(request, error)
 
-    def _record_refusal(self, request, error):
-        jti = getattr(request, "assertion_jti", None)
-        if jti is not None and not spend_jti(db.session.connection(), jti):
-            error = InvalidClientError(description=REPLAYED)
-        client = getattr(request, "client", None)
-        client_id = client.client_id if client is not None else _claimed_client_id(request)
-        decision = getattr(request, "decision", None)
-        authenticated = getattr(request, "auth_method", None) is not None
-        data = {"error": error.error, "grant_type": request.payload.data.get("grant_type"),
-                "authenticated": authenticated}
-        if decision is not None and not decision.allowed and decision.rule != "approval":
-            audit.record("policy.decision", decision.actor, client_id=client_id, decision="deny",
-                         reason=decision.reason, data=decision.as_audit())
-        audit.record(REFUSAL_EVENTS.get(request.endpoint, "oauth.refused"),
-                     f"client:{client_id}" if authenticated else "anonymous",
-                     client_id=client_id, decision="deny", reason=error.get_error_description(),
-                     data=data)
-        db.session.commit()
-        return error
+
+def _record_refusal(request, error):
+    """One group-committed write (``app.oauth.group_commit``), as an issuance's: under load, as
+    many refusals as tokens, and never a wait for the audit head on the event loop's thread."""
+    jti, request.assertion_jti = getattr(request, "assertion_jti", None), None
+    replayed = InvalidClientError(description=REPLAYED)
+    try:
+        current_app.extensions["ostiary.group_commit"].write(Write(
+            _refusal_events(request, error), jti=jti,
+            on_replay=_refusal_events(request, replayed) if jti is not None else None))
+    except InvalidClientError:
+        return replayed
+    return error
+
+
+def _refusal_events(request, error) -> list[dict]:
+    client = getattr(request, "client", None)
+    client_id = client.client_id if client is not None else _claimed_client_id(request)
+    decision = getattr(request, "decision", None)
+    authenticated = getattr(request, "auth_method", None) is not None
+    events = []
+    if decision is not None and not decision.allowed and decision.rule != "approval":
+        events.append(audit.values("policy.decision", decision.actor, client_id=client_id, decision="deny",
+                                   reason=decision.reason, data=decision.as_audit()))
+    events.append(audit.values(
+        REFUSAL_EVENTS.get(request.endpoint, "oauth.refused"),
+        f"client:{client_id}" if authenticated else "anonymous", client_id=client_id, decision="deny",
+        reason=error.get_error_description(),
+        data={"error": error.error, "grant_type": request.payload.data.get("grant_type"),
+              "authenticated": authenticated}))
+    return events
 
 
 def _check_basic_header(request) -> None:

@@ -11,10 +11,9 @@ from authlib.oauth2.rfc6749.util import scope_to_list
 from flask import current_app
 
 from ... import audit
-from ...extensions import db
 from ...policy.agent_task import safe_echo
 from ..errors import InvalidAuthorizationDetailsError, InvalidTargetError
-from ..issuance import Issuance
+from ..group_commit import Write
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +61,8 @@ class OstiaryGrantMixin:
         return min(int(current_app.config["ACCESS_TOKEN_TTL"]), int(self.client.approval.max_token_ttl))
 
     def issue(self, minted, event_type: str, *, task=None, audits=(), data=None):
-        """The one write of an issuance (``app.oauth.issuance``): the token row, the task row it
-        starts, the assertion's jti and the audit events, in one group-committed transaction."""
-        # End this request's reads first: on SQLite they may hold the write lock the group
-        # needs. (client_credentials reads outside the session and has none to end.)
-        if db.session.registry.has():
-            db.session.rollback()
+        """The one write of an issuance (``app.oauth.group_commit``): the token row, the task row
+        it starts, the assertion's jti and the audit events, in one group-committed transaction."""
         row = minted.row
         decision = self.request.decision
         events = [audit.values(**event) for event in audits]
@@ -76,7 +71,7 @@ class OstiaryGrantMixin:
             jti=row["jti"], task_id=row["task_id"], decision="allow", reason=decision.reason,
             data={"grant_type": self.GRANT_TYPE, "scope": row["scope"], "aud": row["audience"],
                   "exp": minted.claims["exp"], "auth_method": self.request.auth_method, **(data or {})}))
-        current_app.extensions["ostiary.issuance"].write(Issuance(
-            token=row, events=events, task=task, jti=getattr(self.request, "assertion_jti", None)))
+        current_app.extensions["ostiary.group_commit"].write(Write(
+            events, token=row, task=task, jti=getattr(self.request, "assertion_jti", None)))
         self.request.assertion_jti = None  # spent with the token
         log.info("issued %s to %r (%s)", row["jti"], self.client.client_id, event_type)

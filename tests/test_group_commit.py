@@ -1,7 +1,8 @@
-"""The group commit of issuances (app.oauth.issuance): concurrent token requests of one process
-share a transaction, each keeps its own outcome, and a failed group writes nothing; whether
+"""The group commit (app.oauth.group_commit): concurrent token requests of one process, issued
+or refused, share a transaction, each keeps its own outcome, and a failed group writes nothing; whether
 the requests come from threads (a threaded WSGI server) or run inline on an event loop (the
 ASGI front that gunicorn serves)."""
+import dataclasses
 import threading
 
 import pytest
@@ -10,7 +11,7 @@ from sqlalchemy import func, select
 from app import audit
 from app.extensions import db
 from app.models import AuditEvent, IssuedToken
-from app.oauth import issuance
+from app.oauth import group_commit
 from app.serving import Server
 
 from . import asgi_client
@@ -24,7 +25,7 @@ ISSUER = "http://127.0.0.1:5000"
 def groups(monkeypatch):
     """The size of every group written; the first group's write is held for a moment, so that
     requests sent meanwhile must queue and form the next group."""
-    sizes, write = [], issuance._write_group
+    sizes, write = [], group_commit._write_group
 
     def recording(group):
         if not sizes:
@@ -32,7 +33,7 @@ def groups(monkeypatch):
         sizes.append(len(group))
         return write(group)
 
-    monkeypatch.setattr(issuance, "_write_group", recording)
+    monkeypatch.setattr(group_commit, "_write_group", recording)
     return sizes
 
 
@@ -96,6 +97,28 @@ def test_a_replayed_assertion_in_the_same_group_is_refused_and_the_others_are_no
     assert all(r["error"] == "invalid_client" and "already used" in r["error_description"] for r in refused)
     assert count(IssuedToken, client_id=made.client_id) == 4
     assert count(AuditEvent, event_type="token.refused", client_id=made.client_id) == 2
+    assert audit.verify()[1] is None
+
+
+def test_concurrent_refusals_share_a_transaction_and_each_is_recorded(at_once, groups):
+    made = make_client(auth_method="client_secret_basic")
+    answers = at_once([agent(dataclasses.replace(made, client_secret="wrong")).token() for _ in range(6)])
+    assert [(a.status_code, a.get_json()["error"]) for a in answers] == [(401, "invalid_client")] * 6
+    assert sum(groups) == 6 and max(groups) > 1, groups
+    assert count(AuditEvent, event_type="token.refused", client_id=made.client_id) == 6
+    assert audit.verify()[1] is None
+
+
+def test_copies_of_a_refused_assertion_are_refused_as_replays(at_once, groups):
+    """The first copy's refusal spends the jti; the copies' refusals are the replay's."""
+    made = make_client()
+    copied = {"grant_type": "client_credentials", "scope": "write", "client_assertion": assertion(made, ISSUER),
+              "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}
+    answers = at_once([("/token", copied, {})] * 3)
+    assert sorted(a.get_json()["error"] for a in answers) == ["invalid_client", "invalid_client", "invalid_scope"]
+    events = db.session.scalars(select(AuditEvent).filter_by(event_type="token.refused")).all()
+    assert sorted((e.data["error"], "already used" in e.reason) for e in events) == [
+        ("invalid_client", True), ("invalid_client", True), ("invalid_scope", False)]
     assert audit.verify()[1] is None
 
 

@@ -1,0 +1,191 @@
+"""The one write of every token request, issued or refused, committed in groups.
+
+An issued token needs one write transaction: its row, the task row it may start, the client
+assertion's ``jti`` (single use) and its audit events, chained under the audit head lock. A
+refusal, at any machine endpoint, writes its audit events and spends its assertion's ``jti``;
+an assertion that authenticates any other machine request is spent before the request acts.
+The audit head lock is the one point every such write of every process and instance passes
+through, and it is held until the commit is durable, so one write per transaction would bound
+the whole server by one locked commit per request. Instead, the writes that arrive in one
+process while a commit is under way share the next transaction (leader/follower group
+commit, as databases do for their own logs): the first to arrive writes the whole group, the
+others wait for its commit. Each request's rows still commit with its events or not at all,
+and no answer leaves before its commit.
+
+Groups form in one of two ways, by how the request is served. Under a threaded WSGI server
+(the development server, the test client) the first thread to arrive leads the group and
+the others block until it has committed. Under the ASGI front (``app.serving``) requests
+run inline on the event loop: each waits (``app.inline.wait_for``) while one writer thread
+commits the group, and the loop goes on serving the requests that will form the next one.
+No inline request waits for a write lock on the loop's own thread.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from authlib.oauth2.rfc6749.errors import InvalidClientError
+from sqlalchemy import insert
+
+from .. import audit, dbapi, inline
+from ..extensions import db
+from ..models import IssuedToken, Task
+from .client_auth import REPLAYED, spend_jtis
+
+log = logging.getLogger(__name__)
+
+INSERT_TOKEN = insert(IssuedToken.__table__)
+INSERT_TASK = insert(Task.__table__)
+
+
+class WriteFailed(RuntimeError):
+    """The group's transaction failed: nothing of this request's write was written."""
+
+
+@dataclass(eq=False)
+class Write:
+    """What one request writes. If its assertion's ``jti`` was used before, nothing of it is
+    written but ``on_replay``: a refusal's events as the replay's refusal (the caller cannot
+    know which it is until the ``jti`` is spent)."""
+    events: list[dict]  # audit.values() dicts, in chain order
+    token: dict | None = None  # the issued_token row
+    task: dict | None = None  # the task row the token starts, if any
+    jti: dict | None = None  # the client assertion's assertion_jti row, if any
+    on_replay: list[dict] | None = None
+    error: Exception | None = None
+    done: bool = False
+    wake: threading.Event = field(default_factory=threading.Event)
+
+
+class GroupCommit:
+    """Per process: whoever finds no commit under way leads; the rest queue for the next group."""
+
+    def __init__(self, app):
+        self.app = app
+        self._lock = threading.Lock()
+        self._queue: list[Write] = []
+        self._leading = False
+        self._waiting: list[tuple[Write, asyncio.Future]] = []  # inline requests: the next group
+        self._writing = False
+        self._writer: ThreadPoolExecutor | None = None  # made on first use: after gunicorn's fork
+
+    def write(self, request: Write) -> None:
+        """Return once ``request``'s write is committed; raise its refusal or failure otherwise.
+
+        The caller's own session transaction ends first, unwritten: on SQLite it may hold the
+        write lock the group needs, and nothing a request writes goes any other way."""
+        if db.session.registry.has():
+            db.session.rollback()
+        if inline.running():
+            inline.wait_for(self._join_inline(request))
+        else:
+            self._write_threaded(request)
+        if isinstance(request.error, InvalidClientError):
+            raise request.error
+        if request.error is not None:
+            raise WriteFailed("the group's transaction failed") from request.error
+
+    def _write_threaded(self, request: Write) -> None:
+        with self._lock:
+            self._queue.append(request)
+            lead, self._leading = not self._leading, True
+        if not lead:
+            request.wake.wait()  # set when written, or when handed the lead for the next group
+        if not request.done:
+            self._lead()
+
+    def _lead(self) -> None:
+        with self._lock:
+            group, self._queue = self._queue, []
+        try:
+            _commit(group)
+        finally:
+            with self._lock:
+                for request in group:
+                    request.done = True
+                if self._queue:
+                    self._queue[0].wake.set()  # the first of the next group leads it
+                else:
+                    self._leading = False
+            for request in group:
+                request.wake.set()
+
+    def _join_inline(self, request: Write) -> asyncio.Future:
+        """On the loop: join the next group; the first to find the writer idle starts it."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        self._waiting.append((request, done))
+        if not self._writing:
+            self._writing = True
+            loop.create_task(self._write_inline(loop))
+        return done
+
+    async def _write_inline(self, loop) -> None:
+        """Commit group after group on the writer thread, until no request waits."""
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="ostiary-group-commit")
+        try:
+            while self._waiting:
+                waiting, self._waiting = self._waiting, []
+                try:
+                    await loop.run_in_executor(self._writer, self._commit_in_context,
+                                               [request for request, _ in waiting])
+                except BaseException as exc:  # cancelled (shutdown): none may take it for a commit
+                    for request, _ in waiting:
+                        request.error = request.error or exc
+                    raise
+                finally:
+                    for _, done in waiting:
+                        if not done.done():  # (cancelled with its request)
+                            done.set_result(None)
+        finally:
+            self._writing = False
+
+    def _commit_in_context(self, group: list[Write]) -> None:
+        with self.app.app_context():
+            _commit(group)
+
+
+def _commit(group: list[Write]) -> None:
+    """Write ``group``; if that fails, every request in it carries the error."""
+    try:
+        _write_group(group)
+    except BaseException as exc:
+        log.exception("group commit of %d writes failed", len(group))
+        for request in group:
+            request.error = exc
+        if not isinstance(exc, Exception):
+            raise
+
+
+def _write_group(group: list[Write]) -> None:
+    """One transaction. The assertions' jti rows go first, in one statement whose answer (which
+    were replays) is awaited before the audit head is locked: from the lock to the commit, no
+    statement waits for a result but the lock's own."""
+    with dbapi.transaction() as connection:
+        fresh = spend_jtis(connection, [w.jti for w in group if w.jti is not None])
+        written = []
+        for request in group:
+            if request.jti is not None:
+                key = (request.jti["client_id"], request.jti["jti"])
+                if key not in fresh:  # used before, or by an earlier copy in this group
+                    request.error = InvalidClientError(description=REPLAYED)
+                    if request.on_replay is None:
+                        continue
+                    request.events, request.token, request.task = request.on_replay, None, None
+                else:
+                    fresh.discard(key)
+            written.append(request)
+        events = [event for w in written for event in w.events]
+        head = audit.lock_head(connection) if events else None
+        tasks = [w.task for w in written if w.task is not None]
+        if tasks:
+            connection.execute(INSERT_TASK, tasks)
+        tokens = [w.token for w in written if w.token is not None]
+        if tokens:
+            connection.execute(INSERT_TOKEN, tokens)
+        if events:
+            audit.append_locked(connection, head, events)
