@@ -24,7 +24,7 @@ import requests
 from flask import current_app
 from requests.adapters import HTTPAdapter
 
-from . import clock
+from . import clock, inline
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,16 @@ def fetch_json(url: str) -> dict:
         hit = _cache.get(url)
     if hit and hit[0] > now:
         return hit[1]
+    value = inline.blocking(_fetch, url)  # resolving and fetching wait on the network
+    with _lock:
+        if len(_cache) >= CACHE_ENTRIES:
+            _cache.pop(next(iter(_cache)))
+        _cache[url] = (now + float(config["FETCH_CACHE_SECONDS"]), value)
+    return value
+
+
+def _fetch(url: str) -> dict:
+    config = current_app.config
     allow = bool(config["FETCH_ALLOW_HTTP_LOOPBACK"])
     check_url(url, allow_loopback=allow)
     parts = urlsplit(url)
@@ -104,10 +114,6 @@ def fetch_json(url: str) -> dict:
         raise FetchError(f"{url} did not return JSON") from None
     if not isinstance(value, dict):
         raise FetchError(f"{url} did not return a JSON object")
-    with _lock:
-        if len(_cache) >= CACHE_ENTRIES:
-            _cache.pop(next(iter(_cache)))
-        _cache[url] = (now + float(config["FETCH_CACHE_SECONDS"]), value)
     return value
 
 

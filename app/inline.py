@@ -6,9 +6,13 @@ wait for something that other requests share, the group commit of its issuance, 
 ``wait_for()``: the greenlet hands the awaitable to the loop, which serves other requests
 meanwhile and resumes the greenlet with the result (or raises its exception there). This is
 how SQLAlchemy's asyncio layer runs its synchronous core, reduced to what Ostiary needs.
+A call that blocks on something slow and outside Ostiary (fetching a client's ``jwks_uri``)
+goes through ``blocking()``, to a thread, so that it never stops the loop.
 """
 from __future__ import annotations
 
+import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -41,3 +45,13 @@ def running() -> bool:
 def wait_for(awaitable: Awaitable) -> Any:
     """From inside ``run()``: the awaitable's result, the loop serving others meanwhile."""
     return getcurrent().parent.switch(awaitable)
+
+
+def blocking(fn: Callable[..., Any], *args) -> Any:
+    """``fn(*args)``: inside ``run()`` on a thread of the loop's default executor, with the
+    caller's context (its Flask app context), the loop serving others meanwhile; elsewhere
+    called directly."""
+    if not running():
+        return fn(*args)
+    context = contextvars.copy_context()
+    return wait_for(asyncio.get_running_loop().run_in_executor(None, context.run, fn, *args))

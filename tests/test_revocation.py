@@ -130,7 +130,7 @@ def test_ending_twice_says_so(agent):
 def test_cli_task_end(runner, agent, service):
     made = task_token(agent)
     result = runner.invoke(args=["task", "end", made["task_id"]])
-    assert result.exit_code == 0 and "1 token(s) revoked" in result.output
+    assert result.exit_code == 0 and "1 token(s) revoked" in result.output, result.output
     assert not active(service, made["access_token"])
     event = db.session.execute(select(AuditEvent).where(AuditEvent.event_type == "task.ended")).scalar_one()
     assert event.actor.startswith("cli:") and event.reason == "ended"

@@ -2,18 +2,22 @@
 what runs inline and what on threads, the body limit, a client that goes away, and the greenlet
 bridge (app.inline). Its group commit is tested with the threaded one, in test_issuance."""
 import asyncio
+import ipaddress
 import json
+import sqlite3
+import threading
 
 import pytest
+import responses
 from sqlalchemy import func, select
 
-from app import inline
+from app import fetch, inline
 from app.extensions import db
 from app.models import AuditEvent, IssuedToken
 from app.serving import Server
 
-from .asgi_client import at_once, form_post, request
-from .factories import make_client
+from .asgi_client import at_once, call, form_post, request
+from .factories import make_client, new_key, public_jwks
 from .token_actions import Agent
 
 ISSUER = "http://127.0.0.1:5000"
@@ -89,6 +93,55 @@ def test_a_client_gone_mid_body_gets_nothing_and_nothing_is_written(server):
                                     chunks=[b"grant_type=client_", b""], disconnect=True)])
     assert answer is None
     assert count(IssuedToken) == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_introspection_reads_without_waiting_for_the_write_lock(server, backend):
+    """The token's row is read on the driver in autocommit: on SQLite, introspection answers
+    while another connection holds the write lock (through the ORM it would begin with
+    ``BEGIN IMMEDIATE`` and wait for it on the loop's own thread)."""
+    made = make_client(auth_method="client_secret_basic")
+    issued, = at_once(server, [agent(made).token()])
+    writer = sqlite3.connect(db.engine.url.database, timeout=0)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        answer, = at_once(server, [agent(made).introspect(issued.get_json()["access_token"])])
+    finally:
+        writer.rollback()
+        writer.close()
+    assert answer.status_code == 200 and answer.get_json()["active"] is True
+
+
+@responses.activate
+def test_a_slow_jwks_uri_does_not_stop_the_loop(server, monkeypatch):
+    """A client's keys are fetched on a thread: while the fetch waits, the loop answers a
+    token request sent after it."""
+    fetch.clear_cache()
+    monkeypatch.setattr(fetch, "_resolve", lambda host, port: ipaddress.ip_address("93.184.216.34"))
+    key, fetching, answered, waited = new_key("remote-1"), threading.Event(), threading.Event(), []
+
+    def slow_jwks(_request):
+        fetching.set()
+        waited.append(answered.wait(10))  # False: nothing was answered while this fetch waited
+        return 200, {"Content-Type": "application/json"}, json.dumps(public_jwks(key))
+
+    responses.add_callback(responses.GET, "https://93.184.216.34:443/jwks.json", callback=slow_jwks)
+    remote = make_client(jwks_uri="https://agent.example.com/jwks.json")
+    remote.private_key = key
+    other = make_client(auth_method="client_secret_basic")
+
+    async def main():
+        slow = asyncio.ensure_future(call(server, **agent(remote).token()))
+        await asyncio.get_running_loop().run_in_executor(None, fetching.wait, 10)
+        fast = await call(server, **agent(other).token())
+        answered.set()
+        return await slow, fast
+
+    db.session.remove()
+    slow, fast = asyncio.run(main())
+    fetch.clear_cache()
+    assert waited == [True]
+    assert slow.status_code == 200 and fast.status_code == 200
 
 
 def test_inline_code_waits_for_awaitables_and_gets_their_exceptions():

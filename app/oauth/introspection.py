@@ -18,16 +18,16 @@ log = logging.getLogger(__name__)
 
 
 class PresentedToken:
-    """A verified JWT with its row and client, in the shape Authlib's endpoints expect."""
+    """A verified JWT with its ``tokens.TokenRecord``, in the shape Authlib's endpoints expect."""
 
-    def __init__(self, claims: dict, row, client):
-        self.claims, self.row, self.client = claims, row, client
+    def __init__(self, claims: dict, row: tokens.TokenRecord):
+        self.claims, self.row = claims, row
 
     def is_expired(self):
-        return tokens.inactive_reason(self.row, self.client) == "expired"
+        return tokens.inactive_reason(self.row) == "expired"
 
     def is_revoked(self):
-        return tokens.inactive_reason(self.row, self.client) is not None
+        return tokens.inactive_reason(self.row) is not None
 
     def check_client(self, client):
         return self.row.client_id == client.client_id
@@ -37,8 +37,8 @@ def find_token(token_string: str) -> PresentedToken | None:
     claims = rfc9068.verify(token_string)
     if claims is None:
         return None
-    found = tokens.lookup(claims["jti"])
-    return PresentedToken(claims, *found) if found else None
+    row = tokens.lookup(claims["jti"])
+    return PresentedToken(claims, row) if row is not None else None
 
 
 class IntrospectionEndpoint(_IntrospectionEndpoint):

@@ -17,12 +17,6 @@ from ..models.client import ACTIVE, DENIED, EXPIRED, PENDING, RETIRED, SUSPENDED
 log = logging.getLogger(__name__)
 
 
-def approval_current(row) -> bool:
-    """Active with an approval that has not run out: the test for tokens to stay usable."""
-    return (row.status == ACTIVE and row.approval is not None
-            and row.approval.expires_at > clock.now())
-
-
 def require_active(client) -> None:
     """Raise the contract's error unless ``client`` (an authenticated OAuthClient) may get tokens."""
     row = client.row

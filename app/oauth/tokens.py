@@ -2,34 +2,60 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
-from .. import audit, clock
+from .. import audit, clock, dbapi
 from ..extensions import db
-from ..models import Client, IssuedToken, Task
-from .status import approval_current
+from ..models import Approval, Client, IssuedToken, Task
+from ..models.client import ACTIVE
 
 log = logging.getLogger(__name__)
 
 
-def lookup(jti: str) -> tuple[IssuedToken, Client] | None:
-    """The token's row and its client, in one read."""
-    found = db.session.execute(
-        select(IssuedToken, Client).join(Client, Client.client_id == IssuedToken.client_id)
-        .where(IssuedToken.jti == jti)
-    ).first()
-    return (found[0], found[1]) if found else None
+class TokenRecord(NamedTuple):
+    """An issued token's row, with its client's status and approval expiry: plain values."""
+    jti: str
+    client_id: str
+    scope: str
+    audience: list
+    task_id: str | None
+    expires_at: datetime
+    revoked_at: datetime | None
+    client_status: str
+    approval_expires_at: datetime | None
 
 
-def inactive_reason(row: IssuedToken, client: Client) -> str | None:
-    """Why the token is not active (RFC 7662 §2.2), or None if it is."""
-    if row.revoked_at is not None:
+_TOKEN, _CLIENT, _APPROVAL = IssuedToken.__table__, Client.__table__, Approval.__table__
+LOOKUP = (select(*(_TOKEN.c[name] for name in TokenRecord._fields[:7]), _CLIENT.c.status, _APPROVAL.c.expires_at)
+          .select_from(_TOKEN.join(_CLIENT, _CLIENT.c.client_id == _TOKEN.c.client_id)
+                       .outerjoin(_APPROVAL, _APPROVAL.c.id == _CLIENT.c.approval_id))
+          .where(_TOKEN.c.jti == bindparam("jti")))
+
+
+def lookup(jti: str) -> TokenRecord | None:
+    """The token's row and its client's standing: one indexed read on the driver, in autocommit
+    (``app.dbapi``), as the client read of a token request. Introspection and token exchange
+    run inline on the event loop: through the ORM, on SQLite, the read would begin with the
+    write lock (``BEGIN IMMEDIATE``) and wait for it on the loop's own thread."""
+    row = dbapi.fetch_one(LOOKUP, {"jti": jti})
+    return TokenRecord(*row) if row is not None else None
+
+
+def inactive_reason(token: TokenRecord) -> str | None:
+    """Why the token is not active (RFC 7662 §2.2), or None if it is: revoked, expired, or its
+    client no longer active with an approval that has not run out."""
+    now = clock.now()
+    if token.revoked_at is not None:
         return "revoked"
-    if row.expires_at <= clock.now():
+    if token.expires_at <= now:
         return "expired"
-    if not approval_current(client):
-        return f"client is {client.status}" if client.status != "active" else "approval expired"
+    if token.client_status != ACTIVE:
+        return f"client is {token.client_status}"
+    if token.approval_expires_at is None or token.approval_expires_at <= now:
+        return "approval expired"
     return None
 
 

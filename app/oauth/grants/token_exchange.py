@@ -20,7 +20,6 @@ from authlib.oauth2.rfc6749.grants.base import TokenEndpointMixin
 from flask import current_app
 
 from ... import clock
-from ...models import IssuedToken
 from ...policy import agent_task
 from ...policy.agent_task import safe_echo
 from ...policy.rules import PolicyError, load
@@ -43,7 +42,7 @@ class Presented:
     sub: str
     exp: int
     claims: dict
-    row: IssuedToken | None = None      # ours; None for a workload JWT
+    row: tokens.TokenRecord | None = None  # ours; None for a workload JWT
     scopes: list | None = None          # ours only: a workload JWT carries no grant
     audiences: list | None = None
     task: dict | None = None
@@ -139,11 +138,10 @@ class TokenExchangeGrant(OstiaryGrantMixin, BaseGrant, TokenEndpointMixin):
                                       f"{ACCESS_TOKEN} or {JWT}")
         claims = rfc9068.verify(token)
         if claims is not None:
-            found = tokens.lookup(claims["jti"])
-            if found is None:
+            row = tokens.lookup(claims["jti"])
+            if row is None:
                 raise InvalidGrantError(f"the {name} is not known to this server")
-            row, holder = found
-            reason = tokens.inactive_reason(row, holder)
+            reason = tokens.inactive_reason(row)
             if reason:
                 raise InvalidGrantError(f"the {name} is not active ({reason})")
             details = claims.get("authorization_details") or [None]
