@@ -1,11 +1,12 @@
-"""The token endpoint's statements, run on a pooled driver (DBAPI) connection.
+"""The inline requests' statements, run on a pooled driver (DBAPI) connection.
 
 Each issuance is one client read and a share of one group-committed write
-(``app.oauth.issuance``); through SQLAlchemy's execution machinery (execution
-contexts, events, result objects) each statement cost more CPU than the query itself.
-Statements are still SQLAlchemy Core, compiled once per dialect, and values pass through
-the column types' own bind and result processors, so what is written and read here is
-exactly what the ORM writes and reads.
+(``app.oauth.group_commit``); introspection and token exchange also read the presented
+token. Through SQLAlchemy's execution machinery (execution contexts, events, result
+objects) each statement cost more CPU than the query itself. Statements are still
+SQLAlchemy Core, compiled once per dialect, and values pass through the column types' own
+bind and result processors, so what is written and read here is exactly what the ORM
+writes and reads.
 """
 from __future__ import annotations
 
@@ -100,13 +101,22 @@ class Transaction:
 
 def fetch_one(statement: ClauseElement, params: dict) -> tuple | None:
     """The first row of ``statement``, read in autocommit: one round trip, no lock held."""
+    return _read(statement, params).first()
+
+
+def fetch_all(statement: ClauseElement, params: dict) -> list[tuple]:
+    """Every row of ``statement``, read as ``fetch_one`` reads."""
+    return _read(statement, params).all()
+
+
+def _read(statement: ClauseElement, params: dict) -> Rows:
     if inline.running():
         return _read_on_loop(statement, params)
     with _checked_out(autocommit=True) as (connection, dialect):
-        return Transaction(connection, dialect).execute(statement, params).first()
+        return Transaction(connection, dialect).execute(statement, params)
 
 
-def _read_on_loop(statement: ClauseElement, params: dict):
+def _read_on_loop(statement: ClauseElement, params: dict) -> Rows:
     engine = db.engine
     reader = _loop_readers.get(engine)
     if reader is None:
@@ -129,7 +139,7 @@ class _LoopReader:
     def __init__(self):
         self.pooled, self.switched, self.pid, self.since, self.used = None, False, None, 0.0, 0.0
 
-    def read(self, engine, statement: ClauseElement, params: dict):
+    def read(self, engine, statement: ClauseElement, params: dict) -> Rows:
         now = time.monotonic()
         if self.pooled is not None:
             if self.pid != os.getpid():
@@ -143,13 +153,13 @@ class _LoopReader:
             self.pooled, self.switched = _check_out(engine, autocommit=True)
             self.pid, self.since = os.getpid(), now
         try:
-            row = Transaction(self.pooled.driver_connection, engine.dialect).execute(statement, params).first()
+            rows = Transaction(self.pooled.driver_connection, engine.dialect).execute(statement, params)
         except Exception:
             self.pooled.invalidate()  # a connection that failed a read is not trusted with the next
             self.pooled = None
             raise
         self.used = now
-        return row
+        return rows
 
     def release(self) -> None:
         if self.pooled is not None and self.pid == os.getpid():

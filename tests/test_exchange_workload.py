@@ -1,5 +1,7 @@
 """Workload-identity JWTs (SPIFFE JWT-SVID, Kubernetes, CI OIDC) as RFC 8693 subject tokens."""
 import ipaddress
+import json
+import sqlite3
 
 import pytest
 import responses
@@ -122,6 +124,37 @@ def test_issuer_keys_from_jwks_uri(client, app, issuer_key, monkeypatch):
         response = agent(client).exchange(workload_jwt(issuer_key), JWT_TYPE, authorization_details=task())
         assert response.status_code == 200, response.get_json()
     assert len(responses.calls) == 1  # cached
+    fetch.clear_cache()
+
+
+@responses.activate
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_no_write_lock_is_held_while_the_issuers_keys_are_fetched(client, app, issuer_key, monkeypatch, backend):
+    """The issuer, the key set and the client are read in autocommit: on SQLite nothing holds the
+    write lock while the issuer's jwks_uri is fetched (every writer would wait for the fetch)."""
+    fetch.clear_cache()
+    monkeypatch.setattr(fetch, "_resolve", lambda host, port: ipaddress.ip_address("93.184.216.34"))
+    free = []
+
+    def keys_while_trying_the_lock(_request):
+        other = sqlite3.connect(db.engine.url.database, timeout=0)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            free.append(True)
+        except sqlite3.OperationalError:  # database is locked
+            free.append(False)
+        finally:
+            other.close()
+        return 200, {"Content-Type": "application/json"}, json.dumps(public_jwks(issuer_key))
+
+    responses.add_callback(responses.GET, "https://93.184.216.34:443/jwks", callback=keys_while_trying_the_lock)
+    workload.add_issuer(issuer=SPIFFE, audience=AUDIENCE, jwks_uri="https://spire.example.org/jwks",
+                        actor="admin:test")
+    requester = agent(client)
+    db.session.remove()  # the test's own transaction (SQLite: its write lock) ends first
+    response = requester.exchange(workload_jwt(issuer_key), JWT_TYPE, authorization_details=task())
+    assert response.status_code == 200, response.get_json()
+    assert free == [True]
     fetch.clear_cache()
 
 

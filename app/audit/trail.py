@@ -1,7 +1,7 @@
 """Append-only, hash-chained audit events.
 
 ``record()`` adds an event to the caller's session (``append_locked()`` is its
-twin for the token endpoint's group commit, ``app.oauth.issuance``: the same
+twin for the token requests' group commit, ``app.oauth.group_commit``: the same
 events, written at once with Core statements); nothing is committed here, so
 the event lands in the same transaction as the change it records, or not at
 all. Sequence numbers and hashes are assigned at flush time under a lock

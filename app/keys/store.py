@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import timedelta
+from typing import NamedTuple
 
 from joserfc.jwk import ECKey, KeySet, RSAKey
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
-from .. import audit, clock
+from .. import audit, clock, dbapi
 from ..extensions import db
 from ..models import SigningKey
 from ..models.key import ACTIVE, NEXT, PUBLISHED, RETIRED, RETIRING
@@ -73,6 +74,23 @@ def rotate(alg: str, aead, actor: str, max_token_ttl: int) -> dict:
     return change
 
 
+class KeyRecord(NamedTuple):
+    """What a process reads of a published key."""
+    kid: str
+    alg: str
+    state: str
+    public_jwk: dict
+    private_encrypted: bytes
+
+
+_KEY = SigningKey.__table__
+# On the driver in autocommit (app.dbapi): the refresh runs inside token requests, inline on the
+# event loop, where an ORM transaction on SQLite would begin by waiting for the write lock.
+LOAD_PUBLISHED = (select(*(_KEY.c[name] for name in KeyRecord._fields))
+                  .where(or_(*(_KEY.c.state == state for state in PUBLISHED)))  # (IN expands at run time)
+                  .order_by(_KEY.c.created_at))
+
+
 class KeyStore:
     """Per-process view of the key set: the active signer and the JWKS document."""
 
@@ -90,9 +108,7 @@ class KeyStore:
         if not force and clock.timestamp() - self._loaded_at < self._cache_seconds:
             return
         with self._lock:
-            rows = db.session.execute(
-                select(SigningKey).where(SigningKey.state.in_(PUBLISHED)).order_by(SigningKey.created_at)
-            ).scalars().all()
+            rows = [KeyRecord(*row) for row in dbapi.fetch_all(LOAD_PUBLISHED, {})]
             active = next((k for k in rows if k.state == ACTIVE), None)
             if active is None:
                 raise LookupError("no active signing key: run `ostiary init`")
@@ -107,7 +123,7 @@ class KeyStore:
         self.refresh(force=True)
 
     @staticmethod
-    def public_jwk(row: SigningKey) -> dict:
+    def public_jwk(row: KeyRecord) -> dict:
         return {**row.public_jwk, "kid": row.kid, "use": "sig", "alg": row.alg}
 
     def signer(self) -> tuple[str, str, object]:
@@ -124,7 +140,7 @@ class KeyStore:
         self.refresh()
         return self._public
 
-    def _decrypt(self, row: SigningKey):
+    def _decrypt(self, row: KeyRecord):
         if row.kid not in self._private:
             pem = crypto.decrypt(self._aead, row.private_encrypted, row.kid)
             cls = ECKey if row.alg == "ES256" else RSAKey

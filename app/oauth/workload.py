@@ -12,12 +12,13 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
+from typing import NamedTuple
 
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
-from .. import audit, clock, fetch
+from .. import audit, clock, dbapi, fetch
 from ..extensions import db
 from ..models import WorkloadIssuer
 from ..registration.keys import ASYMMETRIC_ALGS, KeySetError, check_jwks
@@ -46,11 +47,27 @@ def unverified_issuer(token: str) -> str | None:
     return iss if isinstance(iss, str) else None
 
 
+class IssuerRecord(NamedTuple):
+    """What verifying a workload JWT reads of its issuer."""
+    jwks: dict | None
+    jwks_uri: str | None
+    audience: str
+    algorithms: list
+    subject_pattern: str | None
+
+
+_ISSUER = WorkloadIssuer.__table__
+# On the driver in autocommit (app.dbapi): token exchange runs inline on the event loop, and an
+# ORM transaction on SQLite would take the write lock, then hold it while the keys are fetched.
+FIND_ISSUER = select(*(_ISSUER.c[name] for name in IssuerRecord._fields)).where(
+    _ISSUER.c.issuer == bindparam("issuer"))
+
+
 def verify(token: str) -> dict:
     """The claims of a workload JWT from a trusted issuer, or ``UntrustedWorkloadToken``."""
     iss = unverified_issuer(token)
-    issuer = db.session.execute(
-        select(WorkloadIssuer).where(WorkloadIssuer.issuer == iss)).scalar_one_or_none() if iss else None
+    row = dbapi.fetch_one(FIND_ISSUER, {"issuer": iss}) if iss else None
+    issuer = IssuerRecord(*row) if row is not None else None
     if issuer is None:
         raise UntrustedWorkloadToken("the subject token is not from this server or a trusted workload issuer")
     keys = registered_keys(issuer.jwks, issuer.jwks_uri)
