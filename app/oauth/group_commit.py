@@ -1,4 +1,4 @@
-"""The one write of every token request, issued or refused, committed in groups.
+"""What a machine request writes (a token issued, a refusal, an assertion spent), committed in groups.
 
 An issued token needs one write transaction: its row, the task row it may start, the client
 assertion's ``jti`` (single use) and its audit events, chained under the audit head lock. A
