@@ -127,6 +127,12 @@ def test_ending_twice_says_so(agent):
     assert "already ended" in agent.end_task(task_id).get_json()["error_description"]
 
 
+def test_task_ids_are_hex_so_a_command_line_takes_them_for_arguments(agent):
+    """One urlsafe id in 64 began with "-": `ostiary task end -u…` answered "No such option"."""
+    task_id = task_token(agent)["task_id"]
+    assert len(task_id) == 32 and set(task_id) <= set("0123456789abcdef")
+
+
 def test_cli_task_end(runner, agent, service):
     made = task_token(agent)
     result = runner.invoke(args=["task", "end", made["task_id"]])

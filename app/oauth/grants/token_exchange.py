@@ -104,7 +104,7 @@ class TokenExchangeGrant(OstiaryGrantMixin, BaseGrant, TokenEndpointMixin):
         task = None
         task_id = subject.row.task_id if subject.ours and subject.task else None
         if task_id is None:
-            task_id = secrets.token_urlsafe(16)
+            task_id = secrets.token_hex(16)  # never begins with "-", which `ostiary task end` would take for an option
             task = {"id": task_id, "client_id": client.client_id, "intent": ex["task"]["intent"],
                     "authorization_details": [ex["task"]], "created_at": clock.now(),
                     "ended_at": None, "outcome": None}
