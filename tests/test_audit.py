@@ -1,6 +1,7 @@
 import json
 from io import StringIO
 
+import pytest
 from sqlalchemy import text
 
 from app import audit
@@ -26,6 +27,18 @@ def test_an_event_and_its_change_share_one_transaction(app):
     audit.record("test.event", "system")
     db.session.rollback()
     assert db.session.query(AuditEvent).filter_by(event_type="test.event").count() == 0
+    assert audit.verify()[1] is None
+
+
+@pytest.mark.parametrize("end", ["rollback", "close"])
+def test_an_event_of_a_transaction_that_ended_unwritten_is_never_written(app, end):
+    db.session.remove()  # a new session: recording is the first thing it does
+    audit.record("test.dropped", "system")
+    getattr(db.session, end)()
+    audit.record("test.kept", "system")
+    db.session.commit()
+    assert [e.event_type for e in db.session.query(AuditEvent).filter(AuditEvent.event_type.like("test.%"))] \
+        == ["test.kept"]
     assert audit.verify()[1] is None
 
 

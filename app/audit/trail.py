@@ -1,14 +1,14 @@
 """Append-only, hash-chained audit events.
 
-``record()`` adds an event to the caller's session (``append_locked()`` is its
-twin for the token requests' group commit, ``app.oauth.group_commit``: the same
-events, written at once with Core statements); nothing is committed here, so
-the event lands in the same transaction as the change it records, or not at
-all. Sequence numbers and hashes are assigned at flush time under a lock
-on the single ``audit_head`` row (``SELECT … FOR UPDATE`` on PostgreSQL; on
-SQLite every write transaction is ``BEGIN IMMEDIATE``), which keeps the chain
-linear with many processes and instances writing at once, while holding the
-lock only from flush to commit.
+``record()`` adds an event to the session's transaction; nothing is committed here, so the
+event lands in the same transaction as the change it records, or not at all. When that
+transaction commits, its events are written last (``append_locked()``, which the token
+requests' group commit, ``app.oauth.group_commit``, also uses): everything else is flushed,
+then the single ``audit_head`` row is locked (``SELECT … FOR UPDATE`` on PostgreSQL; on
+SQLite every write transaction is ``BEGIN IMMEDIATE``), the events get their sequence
+numbers and hashes and are inserted, and the head moves. That keeps the chain linear with
+many processes and instances writing at once, while the lock is held only for the events'
+own statements and the commit.
 """
 from __future__ import annotations
 
@@ -37,23 +37,27 @@ MOVE_HEAD = update(HEAD).where(HEAD.c.id == HEAD_ID).values(seq=bindparam("to_se
                                                             hash=bindparam("to_hash"))
 EVENT = AuditEvent.__table__
 INSERT_EVENT = insert(EVENT)
+RECORDED = "ostiary.audit.recorded"  # session.info key: values() dicts awaiting the commit
 HASHED = ("seq", "at", "event_type", "actor", "client_id", "jti", "task_id", "decision", "reason",
           "address", "data")
 
 
 def record(event_type: str, actor: str, *, client_id: str | None = None, jti: str | None = None,
            task_id: str | None = None, decision: str | None = None, reason: str | None = None,
-           data: dict | None = None, session: Session | None = None) -> AuditEvent:
-    """Add an event to the caller's transaction (no commit).
+           data: dict | None = None) -> None:
+    """Add an event to the session's transaction (no commit): it is chained and written when
+    the transaction commits (``_append_recorded``), or dropped with it.
 
     Values may come from a request that was refused (an unknown ``client_id``
     someone sent), so they are made storable: an audit write must never turn a
     refusal into a 500.
     """
-    ev = AuditEvent(**values(event_type, actor, client_id=client_id, jti=jti, task_id=task_id,
-                             decision=decision, reason=reason, data=data))
-    (session or db.session).add(ev)
-    return ev
+    session = db.session()
+    if not session.in_transaction():
+        session.begin()  # (no connection yet) so that a rollback or close ends it, and drops the event
+    session.info.setdefault(RECORDED, []).append(values(
+        event_type, actor, client_id=client_id, jti=jti, task_id=task_id, decision=decision,
+        reason=reason, data=data))
 
 
 def values(event_type: str, actor: str, *, client_id: str | None = None, jti: str | None = None,
@@ -93,32 +97,28 @@ def _digest(values: dict, prev_hash: str) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-@event.listens_for(Session, "before_flush")
-def _chain_new_events(session: Session, flush_context, instances) -> None:
-    new = sorted((obj for obj in session.new if isinstance(obj, AuditEvent) and obj.seq is None),
-                 key=lambda e: e.at)
-    if not new:
+@event.listens_for(Session, "before_commit")
+def _append_recorded(session: Session) -> None:
+    """Write the transaction's recorded events last, just before it commits: everything else
+    is flushed first, so the head's lock is held for the events' own statements and the
+    commit, not for the change they record."""
+    events = session.info.pop(RECORDED, None)
+    if not events:
         return
-    bodies = [{name: getattr(ev, name) for name in HASHED} for ev in new]
+    session.flush()
     connection = session.connection()
-    head = _chain(connection, bodies)
-    if head is not None:
-        connection.execute(MOVE_HEAD, head)
-    for ev, body in zip(new, bodies):
-        ev.seq, ev.prev_hash, ev.hash = body["seq"], body["prev_hash"], body["hash"]
-
-
-def _chain(connection, events: list[dict]) -> dict | None:
-    """Give ``events`` (column values) their seq, prev_hash and hash under the head lock, and
-    return where the head must move to (the caller moves it, in the same transaction). Core
-    statements, not an ORM AuditHead: this runs on every audited request, and the unit of
-    work's bookkeeping for the head row cost more than its statements."""
     head = lock_head(connection)
     if head is None:  # first event ever; `ostiary init` creates the row in normal operation
-        moved = _link((0, GENESIS), events)
-        connection.execute(insert(HEAD).values(id=HEAD_ID, seq=moved["to_seq"], hash=moved["to_hash"]))
-        return None
-    return _link(head, events)
+        connection.execute(insert(HEAD).values(id=HEAD_ID, seq=0, hash=GENESIS))
+        head = (0, GENESIS)
+    append_locked(connection, head, events)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _drop_recorded(session: Session, transaction) -> None:
+    """Events recorded in a transaction that rolled back go with it."""
+    if transaction.parent is None:
+        session.info.pop(RECORDED, None)
 
 
 def lock_head(connection) -> tuple[int, str] | None:
