@@ -6,8 +6,8 @@ wait for something that other requests share, the group commit of its issuance, 
 ``wait_for()``: the greenlet hands the awaitable to the loop, which serves other requests
 meanwhile and resumes the greenlet with the result (or raises its exception there). This is
 how SQLAlchemy's asyncio layer runs its synchronous core, reduced to what Ostiary needs.
-A call that blocks on something slow and outside Ostiary (fetching a client's ``jwks_uri``)
-goes through ``blocking()``, to a thread, so that it never stops the loop.
+A call that may block for long (fetching a client's ``jwks_uri``, an ORM write that waits for
+SQLite's write lock) goes through ``blocking()``, to a thread, so that it never stops the loop.
 """
 from __future__ import annotations
 

@@ -11,9 +11,10 @@ import pytest
 import responses
 from sqlalchemy import func, select
 
-from app import fetch, inline
+from app import clock, fetch, inline
 from app.extensions import db
 from app.models import AuditEvent, IssuedToken
+from app.registration import lifecycle
 from app.serving import Server
 
 from .asgi_client import at_once, call, form_post, request
@@ -110,6 +111,39 @@ def test_introspection_reads_without_waiting_for_the_write_lock(server, backend)
         writer.rollback()
         writer.close()
     assert answer.status_code == 200 and answer.get_json()["active"] is True
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_expiring_a_client_at_request_time_does_not_stop_the_loop(server, backend, monkeypatch):
+    """The expiry is an ORM write, made on a thread: while it waits for SQLite's write lock
+    (held here by another connection), the loop answers a request sent after it."""
+    made = make_client()
+    clock.advance(91 * 24 * 3600)  # past the approval
+    expiring, expire_due = threading.Event(), lifecycle.expire_due
+
+    def signalling(**kwargs):
+        expiring.set()
+        return expire_due(**kwargs)
+
+    monkeypatch.setattr(lifecycle, "expire_due", signalling)
+    db.session.remove()  # the test's own transaction (SQLite: its write lock) ends first
+    writer = sqlite3.connect(db.engine.url.database, timeout=0)
+    writer.execute("BEGIN IMMEDIATE")
+
+    async def main():
+        expired = asyncio.ensure_future(call(server, **agent(made).token()))
+        await asyncio.get_running_loop().run_in_executor(None, expiring.wait, 10)
+        jwks = await call(server, method="GET", path="/jwks.json")
+        writer.rollback()  # the expiry may go on
+        return await expired, jwks
+
+    try:
+        expired, jwks = asyncio.run(main())
+    finally:
+        writer.close()
+    assert jwks.status_code == 200
+    assert expired.get_json()["error"] == "unauthorized_client"
+    assert count(AuditEvent, event_type="client.expired", client_id=made.client_id) == 1
 
 
 @responses.activate

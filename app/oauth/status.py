@@ -11,7 +11,7 @@ import logging
 
 from authlib.oauth2.rfc6749.errors import InvalidClientError, UnauthorizedClientError
 
-from .. import clock
+from .. import clock, inline
 from ..models.client import ACTIVE, DENIED, EXPIRED, PENDING, RETIRED, SUSPENDED
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,8 @@ def require_active(client) -> None:
 
 
 def _expire(row) -> None:
-    """Move the client to ``expired`` now rather than waiting for the periodic sweep."""
+    """Move the client to ``expired`` now rather than waiting for the periodic sweep: an ORM
+    write, so off the event loop's thread when the request runs inline (``inline.blocking``)."""
     from ..registration.lifecycle import expire_due
     log.info("approval of %r has expired; expiring it at request time", row.client_id)
-    expire_due(actor="system", client_id=row.client_id)
+    inline.blocking(lambda: expire_due(actor="system", client_id=row.client_id))
