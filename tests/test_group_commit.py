@@ -12,10 +12,11 @@ from app import audit
 from app.extensions import db
 from app.models import AuditEvent, IssuedToken
 from app.oauth import group_commit
+from app.registration import lifecycle
 from app.serving import Server
 
 from . import asgi_client
-from .factories import make_client
+from .factories import ACTOR, make_client
 from .token_actions import Agent, assertion, test_client_agent
 
 ISSUER = "http://127.0.0.1:5000"
@@ -153,3 +154,20 @@ def test_expired_assertion_jtis_are_swept_inside_the_group(app, monkeypatch):
     assert test_client_agent(app.test_client(), made).token().status_code == 200
     assert count(AssertionJti, jti="old") == 0
     assert count(AssertionJti, client_id=made.client_id) == 1  # the assertion just spent
+
+
+def test_a_token_decided_on_a_stale_cached_record_leaves_the_rest_of_its_group_alone(at_once, groups, app):
+    """A client suspended around this process's cache (as by another instance), its record
+    cached: in the group its token is not written, the other client's are; its request is
+    answered again from a fresh read, and refused."""
+    made, other = (make_client(auth_method="client_secret_basic") for _ in range(2))
+    assert [a.status_code for a in at_once([agent(made).token(), agent(other).token()])] == [200, 200]
+    lifecycle.suspend(made.client_id, reason="compromised", actor=ACTOR)
+    groups.clear()
+    answers = at_once([agent(made).token()] + [agent(other).token() for _ in range(3)])
+    assert [a.status_code for a in answers] == [400, 200, 200, 200], [a.get_json() for a in answers]
+    assert answers[0].get_json()["error"] == "unauthorized_client"
+    assert max(groups) > 1, groups
+    assert count(IssuedToken, client_id=made.client_id) == 1
+    assert count(IssuedToken, client_id=other.client_id) == 4
+    assert audit.verify()[1] is None

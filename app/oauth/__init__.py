@@ -10,6 +10,7 @@ def init_app(app: Flask) -> None:
     from .. import StartupError
     from ..policy import PolicyError, load
     from .client_auth import AUTH_METHOD, PrivateKeyJWT
+    from .clients import ClientCache
     from .front import mount
     from .grants import ClientCredentialsGrant, TokenExchangeGrant
     from .introspection import IntrospectionEndpoint
@@ -31,4 +32,5 @@ def init_app(app: Flask) -> None:
         server.register_endpoint(endpoint)
     app.extensions["ostiary.oauth"] = server
     app.extensions["ostiary.group_commit"] = GroupCommit(app)
+    app.extensions["ostiary.clients"] = ClientCache()
     mount(app)

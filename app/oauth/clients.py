@@ -1,17 +1,28 @@
-"""The registered client as Authlib sees it (``ClientMixin``), read in one indexed query."""
+"""The registered client as Authlib sees it (``ClientMixin``), read in one indexed query, or
+at the token endpoint taken from a per-process cache that the group commit checks.
+
+The token endpoint's budget (DESIGN.md principle 8) allows a cache of clients only if it can
+never serve a client that another instance just suspended. This one decides nothing on its
+own: a token decided on a cached record is written only if the group commit's transaction
+finds the record unchanged (``changed_clients``), and a refusal is never given on one. Either
+way the request is answered again from a fresh read (``StaleClient``, ``app.oauth.front``).
+"""
 from __future__ import annotations
 
+import contextlib
 import logging
+from contextvars import ContextVar
 from datetime import datetime
 from typing import NamedTuple
 
 from authlib.oauth2.rfc6749 import ClientMixin
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 from flask import current_app
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, or_, select
 
 from .. import clock, dbapi, hashing
 from ..models import Approval, Client
+from ..models.client import ACTIVE
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +57,65 @@ _CLIENT, _APPROVAL = Client.__table__, Approval.__table__
 _N_CLIENT = len(ClientRecord._fields) - 1
 _COLUMNS = [*(_CLIENT.c[name] for name in ClientRecord._fields[:-1]),
             *(_APPROVAL.c[name] for name in ApprovalRecord._fields)]
-LOAD = (select(*_COLUMNS)
-        .select_from(_CLIENT.outerjoin(_APPROVAL, _APPROVAL.c.id == _CLIENT.c.approval_id))
-        .where(_CLIENT.c.client_id == bindparam("client_id")))
+_FROM = _CLIENT.outerjoin(_APPROVAL, _APPROVAL.c.id == _CLIENT.c.approval_id)
+LOAD = select(*_COLUMNS).select_from(_FROM).where(_CLIENT.c.client_id == bindparam("client_id"))
+CACHE_SIZE = 10_000  # clients; past that the cache starts again empty
+_load_many: dict = {}  # count -> statement
+_attempt: ContextVar[_Attempt | None] = ContextVar("ostiary_client_cache_attempt", default=None)
+
+
+class StaleClient(Exception):
+    """A token request was decided on a cached client record that the database no longer
+    holds, or was about to be refused on one: nothing of it was written; answer it again."""
+
+
+class _Attempt:
+    served: ClientRecord | None = None  # the cached record this attempt was decided on
+
+
+@contextlib.contextmanager
+def cached_reads():
+    """For one attempt at a token request: ``load_client`` may answer from the cache."""
+    reset = _attempt.set(_Attempt())
+    try:
+        yield
+    finally:
+        _attempt.reset(reset)
+
+
+def served_cached() -> ClientRecord | None:
+    """The cached record the current attempt was decided on, if it was."""
+    attempt = _attempt.get()
+    return attempt.served if attempt is not None else None
+
+
+class ClientCache:
+    """Per process, by client id: the records the token endpoint last read."""
+
+    def __init__(self):
+        self._records: dict[str, ClientRecord] = {}
+
+    def usable(self, client_id: str) -> ClientRecord | None:
+        """The cached record if it would get a token now; any other is read again, so that
+        no refusal, and no expiry at request time (``app.oauth.status``), rests on it."""
+        record = self._records.get(client_id)
+        if record is None or record.status != ACTIVE or record.approval is None \
+                or record.approval.expires_at <= clock.now():
+            return None
+        return record
+
+    def put(self, record: ClientRecord) -> None:
+        if len(self._records) >= CACHE_SIZE:
+            self._records.clear()
+        self._records[record.client_id] = record
+
+    def drop(self, client_id: str) -> None:
+        self._records.pop(client_id, None)
 
 
 def load_client(client_id: str) -> OAuthClient | None:
-    """The client and its current approval: one indexed read (DESIGN.md principle 8).
+    """The client and its current approval: one indexed read (DESIGN.md principle 8), or
+    inside ``cached_reads()`` the cached record, if it would get a token.
 
     The read is one statement in autocommit (``app.dbapi``), outside the request's session:
     on PostgreSQL one round trip, not three (BEGIN, SELECT, ROLLBACK). No lock is held: on
@@ -63,11 +126,47 @@ def load_client(client_id: str) -> OAuthClient | None:
     """
     if not isinstance(client_id, str) or not client_id or len(client_id) > 64:
         return None
+    attempt = _attempt.get()
+    if attempt is not None:
+        cache = current_app.extensions["ostiary.clients"]
+        attempt.served = cache.usable(client_id)
+        if attempt.served is not None:
+            return OAuthClient(attempt.served)
     row = dbapi.fetch_one(LOAD, {"client_id": client_id})
     if row is None:
         return None
+    record = _record(row)
+    if attempt is not None:
+        cache.put(record)
+    return OAuthClient(record)
+
+
+def changed_clients(connection, records: list[ClientRecord]) -> set[str]:
+    """In the group commit's transaction: the ids of the clients whose cached ``records`` are
+    no longer what the database holds, in one read. The cache takes what it holds now."""
+    ids = sorted({record.client_id for record in records})
+    current = {record.client_id: record for record in map(_record, connection.execute(
+        _load_many_statement(len(ids)), {f"c{n}": client_id for n, client_id in enumerate(ids)}).all())}
+    cache = current_app.extensions["ostiary.clients"]
+    for client_id in ids:
+        if client_id in current:
+            cache.put(current[client_id])
+        else:
+            cache.drop(client_id)
+    return {record.client_id for record in records if current.get(record.client_id) != record}
+
+
+def _load_many_statement(count: int):
+    """LOAD for ``count`` client ids (built once per count: ``app.dbapi`` has no expanding IN)."""
+    if count not in _load_many:
+        _load_many[count] = select(*_COLUMNS).select_from(_FROM).where(
+            or_(*(_CLIENT.c.client_id == bindparam(f"c{n}") for n in range(count))))
+    return _load_many[count]
+
+
+def _record(row) -> ClientRecord:
     approval = ApprovalRecord(*row[_N_CLIENT:]) if row[_N_CLIENT] is not None else None
-    return OAuthClient(ClientRecord(*row[:_N_CLIENT], approval))
+    return ClientRecord(*row[:_N_CLIENT], approval)
 
 
 class OAuthClient(ClientMixin):

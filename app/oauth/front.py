@@ -21,6 +21,7 @@ from werkzeug.datastructures import EnvironHeaders
 
 from ..errors import INTERNAL, too_large
 from ..extensions import db
+from .clients import StaleClient, cached_reads
 
 log = logging.getLogger(__name__)
 
@@ -107,14 +108,24 @@ class MachineFront:
             return _error(413, "invalid_request", too_large(self.max_body))
         server = self.app.extensions["ostiary.oauth"]
         try:
-            request = FormRequest(environ, pairs, endpoint)
             if name is None:
-                return server.create_token_response(request)
-            return server.create_endpoint_response(name, request)
+                return self._token(server, environ, pairs, endpoint)
+            return server.create_endpoint_response(name, FormRequest(environ, pairs, endpoint))
         except Exception:
             log.exception("unhandled error on POST %s", environ.get("PATH_INFO"))
             db.session.rollback()
             return _error(500, "server_error", INTERNAL)
+
+    @staticmethod
+    def _token(server, environ, pairs, endpoint):
+        """First from the cached client record (``app.oauth.clients``); if that was stale, or
+        the answer would be a refusal, nothing was written: answer again from a fresh read."""
+        try:
+            with cached_reads():
+                return server.create_token_response(FormRequest(environ, pairs, endpoint))
+        except StaleClient as stale:
+            log.debug("client %r changed or is refused: answering again from a fresh read", stale.args[0])
+        return server.create_token_response(FormRequest(environ, pairs, endpoint))
 
     def _form(self, environ) -> list[tuple[str, str]] | None:
         """The form parameters, [] for another content type, None if the body is too large."""

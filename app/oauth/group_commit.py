@@ -34,6 +34,7 @@ from .. import audit, dbapi, inline
 from ..extensions import db
 from ..models import IssuedToken, Task
 from .client_auth import REPLAYED, spend_jtis
+from .clients import ClientRecord, StaleClient, changed_clients
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class Write:
     token: dict | None = None  # the issued_token row
     task: dict | None = None  # the task row the token starts, if any
     jti: dict | None = None  # the client assertion's assertion_jti row, if any
+    client: ClientRecord | None = None  # the cached record it was decided on, if it was
     on_replay: list[dict] | None = None
     error: Exception | None = None
     done: bool = False
@@ -83,7 +85,7 @@ class GroupCommit:
             inline.wait_for(self._join_inline(request))
         else:
             self._write_threaded(request)
-        if isinstance(request.error, InvalidClientError):
+        if isinstance(request.error, (InvalidClientError, StaleClient)):
             raise request.error
         if request.error is not None:
             raise WriteFailed("the group's transaction failed") from request.error
@@ -162,10 +164,19 @@ def _commit(group: list[Write]) -> None:
 
 
 def _write_group(group: list[Write]) -> None:
-    """One transaction. The assertions' jti rows go first, in one statement whose answer (which
-    were replays) is awaited before the audit head is locked: from the lock to the commit, no
-    statement waits for a result but the lock's own."""
+    """One transaction. First the cached client records the group's tokens were decided on are
+    checked (``app.oauth.clients``): a token whose client changed is not written. Then the
+    assertions' jti rows go in one statement; the answers of both (which clients changed,
+    which jtis were replays) are awaited before the audit head is locked: from the lock to the
+    commit, no statement waits for a result but the lock's own."""
     with dbapi.transaction() as connection:
+        cached = [w.client for w in group if w.client is not None]
+        if cached:
+            changed = changed_clients(connection, cached)
+            for request in group:
+                if request.client is not None and request.client.client_id in changed:
+                    request.error = StaleClient(request.client.client_id)
+            group = [w for w in group if w.error is None]
         fresh = spend_jtis(connection, [w.jti for w in group if w.jti is not None])
         written = []
         for request in group:

@@ -15,7 +15,7 @@ from flask import current_app
 from .. import audit
 from ..extensions import db
 from .client_auth import REPLAYED
-from .clients import load_client
+from .clients import StaleClient, load_client, served_cached
 from .group_commit import Write
 from .status import require_active
 
@@ -65,7 +65,11 @@ class OstiaryAuthorizationServer(AuthorizationServer):
     def handle_error_response(self, request, error):
         """Every refusal is an audit event with its reason (and the policy decision, if one was
         taken). The assertion's jti, if one was accepted, is spent with the event; if it was
-        spent already, the refusal is the replay's, whatever else was wrong."""
+        spent already, the refusal is the replay's, whatever else was wrong. No refusal rests
+        on a cached client record: the request is answered again from a fresh read."""
+        served = served_cached()
+        if served is not None:
+            raise StaleClient(served.client_id)
         try:
             error = _record_refusal(request, error)
         except Exception:  # the refusal stands even if the trail cannot take it; the log says so

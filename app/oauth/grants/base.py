@@ -13,6 +13,7 @@ from flask import current_app
 from ... import audit
 from ...policy.agent_task import safe_echo
 from ..errors import InvalidAuthorizationDetailsError, InvalidTargetError
+from ..clients import served_cached
 from ..group_commit import Write
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class OstiaryGrantMixin:
             data={"grant_type": self.GRANT_TYPE, "scope": row["scope"], "aud": row["audience"],
                   "exp": minted.claims["exp"], "auth_method": self.request.auth_method, **(data or {})}))
         current_app.extensions["ostiary.group_commit"].write(Write(
-            events, token=row, task=task, jti=getattr(self.request, "assertion_jti", None)))
+            events, token=row, task=task, jti=getattr(self.request, "assertion_jti", None),
+            client=served_cached()))
         self.request.assertion_jti = None  # spent with the token
         log.info("issued %s to %r (%s)", row["jti"], self.client.client_id, event_type)

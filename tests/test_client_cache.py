@@ -1,0 +1,102 @@
+"""The token endpoint's client cache (app.oauth.clients): a token is never issued on a cached
+record that the database no longer holds, and no refusal rests on one; either way the
+request is answered from a fresh read, and written once."""
+import dataclasses
+
+import pytest
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import AssertionJti, AuditEvent, Client, IssuedToken
+from app.oauth import clients
+from app.registration import lifecycle
+
+from .factories import ACTOR, make_client
+from .token_actions import test_client_agent
+
+
+def count(model, **where):
+    return db.session.scalar(select(func.count()).select_from(model).filter_by(**where))
+
+
+def cached(app, made):
+    return app.extensions["ostiary.clients"].usable(made.client_id)
+
+
+@pytest.fixture
+def fresh_reads(monkeypatch):
+    """The client ids read from the database by ``load_client``."""
+    reads, load = [], clients.dbapi.fetch_one
+
+    def counting(statement, params):
+        reads.append(params["client_id"])
+        return load(statement, params)
+
+    monkeypatch.setattr(clients.dbapi, "fetch_one", counting)
+    return reads
+
+
+def test_a_client_suspended_elsewhere_gets_no_token_from_its_cached_record(client, app):
+    """The suspension goes around this process's cache, as another instance's would."""
+    made = make_client(auth_method="client_secret_basic")
+    agent = test_client_agent(client, made)
+    assert agent.token().status_code == 200
+    assert cached(app, made) is not None
+    lifecycle.suspend(made.client_id, reason="compromised", actor=ACTOR)
+    response = agent.token()
+    assert response.status_code == 400 and response.get_json()["error"] == "unauthorized_client"
+    assert "suspended" in response.get_json()["error_description"]
+    assert count(IssuedToken, client_id=made.client_id) == 1
+    assert count(AuditEvent, event_type="token.refused", client_id=made.client_id) == 1
+    assert cached(app, made) is None
+
+
+def test_a_rotated_secret_works_at_once_and_the_old_one_does_not(client, app):
+    made = make_client(auth_method="client_secret_basic")
+    assert test_client_agent(client, made).token().status_code == 200
+    assert cached(app, made) is not None  # still holds the old secret's hash
+    secret, _ = lifecycle.rotate_secret(made.client_id, actor=ACTOR)
+    old = test_client_agent(client, made).token()
+    assert old.status_code == 401 and old.get_json()["error"] == "invalid_client"
+    new = test_client_agent(client, dataclasses.replace(made, client_secret=secret)).token()
+    assert new.status_code == 200, new.get_json()
+    assert count(IssuedToken, client_id=made.client_id) == 2
+    assert count(AuditEvent, event_type="token.refused", client_id=made.client_id) == 1
+
+
+def test_a_refusal_on_a_cached_record_is_answered_from_a_fresh_read_and_written_once(client, app, fresh_reads):
+    made = make_client(auth_method="client_secret_basic")
+    assert test_client_agent(client, made).token().status_code == 200
+    assert fresh_reads == [made.client_id]
+    response = test_client_agent(client, dataclasses.replace(made, client_secret="wrong")).token()
+    assert response.status_code == 401
+    assert fresh_reads == [made.client_id] * 2
+    assert count(AuditEvent, event_type="token.refused", client_id=made.client_id) == 1
+
+
+def test_an_assertion_answered_again_after_a_change_is_spent_once(client, app, fresh_reads):
+    """The stale attempt wrote nothing, its assertion's jti included: the fresh one spends it."""
+    made = make_client()
+    agent = test_client_agent(client, made)
+    assert agent.token().status_code == 200
+    assert agent.token().status_code == 200  # from the cache
+    assert fresh_reads == [made.client_id]
+    row = db.session.get(Client, made.client_id)
+    row.client_metadata = {**row.client_metadata, "client_name": "renamed elsewhere"}
+    db.session.commit()
+    assert cached(app, made) is not None
+    response = agent.token()
+    assert response.status_code == 200, response.get_json()
+    assert fresh_reads == [made.client_id] * 2
+    assert count(AssertionJti, client_id=made.client_id) == 3
+    assert count(IssuedToken, client_id=made.client_id) == 3
+    assert cached(app, made).client_metadata["client_name"] == "renamed elsewhere"
+
+
+def test_the_cache_is_bounded(app, monkeypatch):
+    monkeypatch.setattr(clients, "CACHE_SIZE", 2)
+    cache, made = clients.ClientCache(), [make_client() for _ in range(3)]
+    records = [clients.load_client(m.client_id).row for m in made]
+    for record in records:
+        cache.put(record)
+    assert [cache.usable(m.client_id) is not None for m in made] == [False, False, True]
