@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import AssertionJti, AuditEvent, Client, IssuedToken
-from app.oauth import clients
+from app.oauth import clients, jwks
 from app.registration import lifecycle
 
 from .factories import ACTOR, make_client
@@ -91,6 +91,16 @@ def test_an_assertion_answered_again_after_a_change_is_spent_once(client, app, f
     assert count(AssertionJti, client_id=made.client_id) == 3
     assert count(IssuedToken, client_id=made.client_id) == 3
     assert cached(app, made).client_metadata["client_name"] == "renamed elsewhere"
+
+
+def test_a_cached_clients_key_set_is_imported_once(client, app, monkeypatch):
+    """The group commit's check keeps the cached record itself while it is unchanged, so the
+    key set imported for its first assertion serves the next ones."""
+    made, imported, check = make_client(), [], jwks.check_jwks
+    monkeypatch.setattr(jwks, "check_jwks", lambda document: imported.append(document) or check(document))
+    agent = test_client_agent(client, made)
+    assert [agent.token().status_code for _ in range(3)] == [200] * 3
+    assert len(imported) == 1
 
 
 def test_the_cache_is_bounded(app, monkeypatch):

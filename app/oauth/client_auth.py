@@ -158,7 +158,7 @@ class RegisteredKeys:
         if self.alg and headers.get("alg") != self.alg:
             raise InvalidClientError(description=f"the client registered {self.alg} for its assertions")
         kid = headers.get("kid")
-        candidates = [k for k in self.keys.keys if kid is None or kid in (k.kid, k.thumbprint())]
+        candidates = [k for k in self.keys.keys if kid is None or kid == k.kid or kid == k.thumbprint()]
         if len(candidates) != 1:
             raise InvalidClientError(
                 description="the assertion's kid names none of the client's registered keys" if kid

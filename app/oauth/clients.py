@@ -105,6 +105,10 @@ class ClientCache:
         return record
 
     def put(self, record: ClientRecord) -> None:
+        """Cache ``record``; an equal one cached already stays, the same object (its key set
+        is imported once, ``app.oauth.jwks``)."""
+        if self._records.get(record.client_id) == record:
+            return
         if len(self._records) >= CACHE_SIZE:
             self._records.clear()
         self._records[record.client_id] = record
