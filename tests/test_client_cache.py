@@ -29,7 +29,8 @@ def fresh_reads(monkeypatch):
     reads, load = [], clients.dbapi.fetch_one
 
     def counting(statement, params):
-        reads.append(params["client_id"])
+        if statement is clients.LOAD:
+            reads.append(params["client_id"])
         return load(statement, params)
 
     monkeypatch.setattr(clients.dbapi, "fetch_one", counting)
