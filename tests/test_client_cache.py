@@ -12,7 +12,7 @@ from app.oauth import clients, jwks
 from app.registration import lifecycle
 
 from .factories import ACTOR, make_client
-from .token_actions import test_client_agent
+from .token_actions import auth, test_client_agent
 
 
 def count(model, **where):
@@ -73,6 +73,21 @@ def test_a_refusal_on_a_cached_record_is_answered_from_a_fresh_read_and_written_
     assert response.status_code == 401
     assert fresh_reads == [made.client_id] * 2
     assert count(AuditEvent, event_type="token.refused", client_id=made.client_id) == 1
+
+
+def test_no_refusal_rests_on_a_cached_record_when_a_request_names_two_clients(client, app):
+    """Authlib takes the first method that authenticates. Here the Basic client's cached record
+    holds the secret it had before a rotation, and an invalid assertion names another client:
+    the request is answered as from fresh reads, where the Basic client authenticates."""
+    basic, other = make_client(auth_method="client_secret_basic"), make_client()
+    assert test_client_agent(client, basic).token().status_code == 200
+    secret, _ = lifecycle.rotate_secret(basic.client_id, actor=ACTOR)
+    form, _ = auth(other, "https://not-this-server.example")
+    response = client.post("/token", data={"grant_type": "client_credentials", **form},
+                           headers=auth(dataclasses.replace(basic, client_secret=secret), "")[1])
+    assert response.status_code == 200, response.get_json()
+    assert count(IssuedToken, client_id=basic.client_id) == 2
+    assert count(AuditEvent, event_type="token.refused") == 0
 
 
 def test_an_assertion_answered_again_after_a_change_is_spent_once(client, app, fresh_reads):

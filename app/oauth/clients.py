@@ -132,6 +132,10 @@ def load_client(client_id: str) -> OAuthClient | None:
         return None
     attempt = _attempt.get()
     if attempt is not None:
+        if attempt.served is not None:
+            if attempt.served.client_id != client_id:
+                raise StaleClient(client_id)  # a second client in one request: fresh reads only
+            return OAuthClient(attempt.served)
         cache = current_app.extensions["ostiary.clients"]
         attempt.served = cache.usable(client_id)
         if attempt.served is not None:
