@@ -12,6 +12,7 @@ from app.oauth import clients, jwks
 from app.registration import lifecycle
 
 from .factories import ACTOR, make_client
+from .test_token import driver_statements
 from .token_actions import auth, test_client_agent
 
 
@@ -126,3 +127,32 @@ def test_the_cache_is_bounded(app, monkeypatch):
     for record in records:
         cache.put(record)
     assert [cache.usable(m.client_id) is not None for m in made] == [False, False, True]
+
+
+@pytest.fixture
+def service(client):
+    """A relying service that introspects: a client approved for the agents' audience."""
+    return test_client_agent(client, make_client(auth_method="client_secret_basic",
+                                                 audiences=("https://api.example.com",)))
+
+
+@pytest.mark.parametrize("token", ["issued", "garbage"])
+def test_a_caller_suspended_elsewhere_gets_no_answer_from_its_cached_record(client, app, service, token):
+    """Introspection checks a cached caller in the token's own read; a changed caller is
+    answered from a fresh read, even for a token that is not one (no ``active: false``)."""
+    issued = test_client_agent(client, make_client()).token().get_json()["access_token"]
+    assert service.introspect(issued).get_json()["active"] is True
+    assert cached(app, service.made) is not None
+    lifecycle.suspend(service.made.client_id, reason="compromised", actor=ACTOR)
+    response = service.introspect(issued if token == "issued" else token)
+    assert response.status_code == 400 and response.get_json()["error"] == "unauthorized_client"
+    assert count(AuditEvent, event_type="introspection.refused", client_id=service.made.client_id) == 1
+
+
+def test_a_cached_callers_introspection_is_one_read(client, app, service):
+    issued = test_client_agent(client, make_client()).token().get_json()["access_token"]
+    assert service.introspect(issued).get_json()["active"] is True  # caches the caller
+    db.session.remove()  # the test's own session holds no connection: every checkout is seen
+    with driver_statements(db.engine) as statements:
+        assert service.introspect(issued).get_json()["active"] is True
+    assert [s for s in statements if s.startswith("SELECT")] == statements and len(statements) == 1, statements

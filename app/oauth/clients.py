@@ -55,8 +55,15 @@ class ClientRecord(NamedTuple):
 
 _CLIENT, _APPROVAL = Client.__table__, Approval.__table__
 _N_CLIENT = len(ClientRecord._fields) - 1
-_COLUMNS = [*(_CLIENT.c[name] for name in ClientRecord._fields[:-1]),
-            *(_APPROVAL.c[name] for name in ApprovalRecord._fields)]
+
+
+def record_columns(client, approval) -> list:
+    """The columns of a ``ClientRecord``, from ``client`` and ``approval`` (tables or aliases)."""
+    return [*(client.c[name] for name in ClientRecord._fields[:-1]),
+            *(approval.c[name] for name in ApprovalRecord._fields)]
+
+
+_COLUMNS = record_columns(_CLIENT, _APPROVAL)
 _FROM = _CLIENT.outerjoin(_APPROVAL, _APPROVAL.c.id == _CLIENT.c.approval_id)
 LOAD = select(*_COLUMNS).select_from(_FROM).where(_CLIENT.c.client_id == bindparam("client_id"))
 CACHE_SIZE = 10_000  # clients; past that the cache starts again empty
@@ -116,6 +123,13 @@ class ClientCache:
     def drop(self, client_id: str) -> None:
         self._records.pop(client_id, None)
 
+    def refresh(self, client_id: str, current: ClientRecord | None) -> None:
+        """What the database holds now for ``client_id`` (None: no such client)."""
+        if current is None:
+            self.drop(client_id)
+        else:
+            self.put(current)
+
 
 def load_client(client_id: str) -> OAuthClient | None:
     """The client and its current approval: one indexed read (DESIGN.md principle 8), or
@@ -157,11 +171,21 @@ def changed_clients(connection, records: list[ClientRecord]) -> set[str]:
         _load_many_statement(len(ids)), {f"c{n}": client_id for n, client_id in enumerate(ids)}).all())}
     cache = current_app.extensions["ostiary.clients"]
     for client_id in ids:
-        if client_id in current:
-            cache.put(current[client_id])
-        else:
-            cache.drop(client_id)
+        cache.refresh(client_id, current.get(client_id))
     return {record.client_id for record in records if current.get(record.client_id) != record}
+
+
+def confirm(cached: ClientRecord, current: ClientRecord | None) -> None:
+    """Raise ``StaleClient`` unless the database still holds ``cached`` (``current``, read in
+    the same statement as what the request answers); the cache takes ``current``."""
+    current_app.extensions["ostiary.clients"].refresh(cached.client_id, current)
+    if current != cached:
+        raise StaleClient(cached.client_id)
+
+
+def record_of(row) -> ClientRecord | None:
+    """The ``ClientRecord`` in ``row`` (``record_columns``' values), None if all are NULL."""
+    return _record(row) if row[0] is not None else None
 
 
 def _load_many_statement(count: int):

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 from collections import defaultdict
+from functools import partial
 from http import HTTPStatus
 from urllib.parse import parse_qsl
 
@@ -109,7 +110,9 @@ class MachineFront:
         server = self.app.extensions["ostiary.oauth"]
         try:
             if name is None:
-                return self._token(server, environ, pairs, endpoint)
+                return self._cached_first(server.create_token_response, environ, pairs, endpoint)
+            if name == "introspection":
+                return self._cached_first(partial(server.create_endpoint_response, name), environ, pairs, endpoint)
             return server.create_endpoint_response(name, FormRequest(environ, pairs, endpoint))
         except Exception:
             log.exception("unhandled error on POST %s", environ.get("PATH_INFO"))
@@ -117,15 +120,16 @@ class MachineFront:
             return _error(500, "server_error", INTERNAL)
 
     @staticmethod
-    def _token(server, environ, pairs, endpoint):
-        """First from the cached client record (``app.oauth.clients``); if that was stale, or
-        the answer would be a refusal, nothing was written: answer again from a fresh read."""
+    def _cached_first(respond, environ, pairs, endpoint):
+        """A token request or an introspection, first from the cached client record
+        (``app.oauth.clients``); if that was stale, or the answer would be a refusal, nothing
+        was written: answer again from a fresh read."""
         try:
             with cached_reads():
-                return server.create_token_response(FormRequest(environ, pairs, endpoint))
+                return respond(FormRequest(environ, pairs, endpoint))
         except StaleClient as stale:
             log.debug("client %r changed or is refused: answering again from a fresh read", stale.args[0])
-        return server.create_token_response(FormRequest(environ, pairs, endpoint))
+        return respond(FormRequest(environ, pairs, endpoint))
 
     def _form(self, environ) -> list[tuple[str, str]] | None:
         """The form parameters, [] for another content type, None if the body is too large."""
