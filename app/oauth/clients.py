@@ -1,11 +1,13 @@
 """The registered client as Authlib sees it (``ClientMixin``), read in one indexed query, or
-at the token endpoint taken from a per-process cache that the group commit checks.
+at the token and introspection endpoints taken from a per-process cache that is checked.
 
 The token endpoint's budget (DESIGN.md principle 8) allows a cache of clients only if it can
 never serve a client that another instance just suspended. This one decides nothing on its
 own: a token decided on a cached record is written only if the group commit's transaction
-finds the record unchanged (``changed_clients``), and a refusal is never given on one. Either
-way the request is answered again from a fresh read (``StaleClient``, ``app.oauth.front``).
+finds the record unchanged (``changed_clients``); an introspection answers only if the
+token's own read finds its caller unchanged (``confirm``); and a refusal is never given on
+a cached record. Otherwise the request is answered again from a fresh read
+(``StaleClient``, ``app.oauth.front``).
 """
 from __future__ import annotations
 
