@@ -156,3 +156,14 @@ def test_a_cached_callers_introspection_is_one_read(client, app, service):
     with driver_statements(db.engine) as statements:
         assert service.introspect(issued).get_json()["active"] is True
     assert [s for s in statements if s.startswith("SELECT")] == statements and len(statements) == 1, statements
+
+
+def test_an_assertion_authenticated_introspection_reads_its_caller_fresh(client, app):
+    """Its jti is spent when it authenticates, before the answer: a cached attempt answered
+    again would find it spent and refuse the request as a replay."""
+    caller = test_client_agent(client, make_client(audiences=("https://api.example.com",)))
+    issued = test_client_agent(client, make_client()).token().get_json()["access_token"]
+    assert caller.introspect(issued).get_json()["active"] is True
+    response = caller.post("/introspect", {})
+    assert response.status_code == 400 and response.get_json()["error"] == "invalid_request", response.get_json()
+    assert caller.introspect(issued).get_json()["active"] is True

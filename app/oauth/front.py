@@ -111,7 +111,9 @@ class MachineFront:
         try:
             if name is None:
                 return self._cached_first(server.create_token_response, environ, pairs, endpoint)
-            if name == "introspection":
+            if name == "introspection" and not any(key == "client_assertion" for key, _ in pairs):
+                # (An assertion's jti is spent when it authenticates an introspection, before the
+                # answer: an attempt answered again from a fresh read would find it spent.)
                 return self._cached_first(partial(server.create_endpoint_response, name), environ, pairs, endpoint)
             return server.create_endpoint_response(name, FormRequest(environ, pairs, endpoint))
         except Exception:

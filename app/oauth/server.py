@@ -59,7 +59,7 @@ class OstiaryAuthorizationServer(AuthorizationServer):
         jti = getattr(request, "assertion_jti", None)
         if endpoint != "token" and jti is not None:
             request.assertion_jti = None
-            current_app.extensions["ostiary.group_commit"].write(Write([], jti=jti, client=served_cached()))
+            current_app.extensions["ostiary.group_commit"].write(Write([], jti=jti))
         return client
 
     def handle_error_response(self, request, error):
