@@ -24,7 +24,7 @@ from sqlalchemy import bindparam, or_, select
 
 from .. import clock, dbapi, hashing
 from ..models import Approval, Client
-from ..models.client import ACTIVE
+from .status import may_get_tokens
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +108,7 @@ class ClientCache:
         """The cached record if it would get a token now; any other is read again, so that
         no refusal, and no expiry at request time (``app.oauth.status``), rests on it."""
         record = self._records.get(client_id)
-        if record is None or record.status != ACTIVE or record.approval is None \
-                or record.approval.expires_at <= clock.now():
-            return None
-        return record
+        return record if record is not None and may_get_tokens(record) else None
 
     def put(self, record: ClientRecord) -> None:
         """Cache ``record``; an equal one cached already stays, the same object (its key set

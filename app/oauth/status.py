@@ -17,6 +17,12 @@ from ..models.client import ACTIVE, DENIED, EXPIRED, PENDING, RETIRED, SUSPENDED
 log = logging.getLogger(__name__)
 
 
+def may_get_tokens(row) -> bool:
+    """Active with an approval that has not run out (``row``: a ``ClientRecord``): what
+    ``require_active`` lets through, without the reasons."""
+    return row.status == ACTIVE and row.approval is not None and row.approval.expires_at > clock.now()
+
+
 def require_active(client) -> None:
     """Raise the contract's error unless ``client`` (an authenticated OAuthClient) may get tokens."""
     row = client.row
