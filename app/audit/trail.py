@@ -75,12 +75,15 @@ def values(event_type: str, actor: str, *, client_id: str | None = None, jti: st
     return row
 
 
+_LIMITS = {column.name: getattr(column.type, "length", None) for column in AuditEvent.__table__.c}
+
+
 def _storable(name: str, value: str | None) -> str | None:
     """PostgreSQL text holds no NUL; bounded columns are cut, marked with an ellipsis."""
     if value is None:
         return None
     value = str(value).replace("\x00", "\ufffd")
-    limit = getattr(AuditEvent.__table__.c[name].type, "length", None)
+    limit = _LIMITS[name]
     if limit and len(value) > limit:
         value = value[:limit - 1] + "\u2026"
     return value

@@ -63,7 +63,7 @@ class Write:
     on_replay: list[dict] | None = None
     error: Exception | None = None
     done: bool = False
-    wake: threading.Event = field(default_factory=threading.Event)
+    wake: threading.Event | None = None  # a threaded write's (the event loop's need none)
 
 
 class GroupCommit:
@@ -95,6 +95,7 @@ class GroupCommit:
             raise WriteFailed("the group's transaction failed") from request.error
 
     def _write_threaded(self, request: Write) -> None:
+        request.wake = threading.Event()
         with self._lock:
             self._queue.append(request)
             lead, self._leading = not self._leading, True

@@ -46,13 +46,15 @@ class OstiaryAuthorizationServer(AuthorizationServer):
         """Authlib authenticates; then the contract's status rules (``app.oauth.status``). An
         assertion authenticates one request: at the token endpoint its ``jti`` is spent with
         the token (``OstiaryGrantMixin.issue``), anywhere else now, before the request acts."""
-        _check_basic_header(request)
         try:
             client = super().authenticate_client(request, methods, endpoint)
         except InvalidClientError as exc:
             if (exc.description or "").startswith("The client cannot authenticate"):
                 exc.description = ("client authentication failed: send the registered client secret "
                                    "or a private_key_jwt client assertion (RFC 7523)")
+            raise
+        except ValueError:
+            _check_basic_header(request)  # the header's error, if that is what raised
             raise
         request.client = client
         require_active(client)
@@ -112,7 +114,8 @@ def _refusal_events(request, error) -> list[dict]:
 
 def _check_basic_header(request) -> None:
     """Authlib's Basic parser raises ValueError on some malformed headers ("Basic ", non-UTF-8):
-    answer those as the RFC 6749 §2.3.1 error they are, not a 500."""
+    answer those as the RFC 6749 §2.3.1 error they are, not a 500. (Checked once Authlib has
+    raised, not before every request: the header is then parsed once.)"""
     try:
         extract_basic_authorization(request.headers)
     except ValueError:
