@@ -37,8 +37,10 @@ MAX_RATE = 6000
 
 def parse(argv):
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10, help="measured seconds per run (default 10)")
-    parser.add_argument("--warmup", type=float, default=2, help="unmeasured seconds before each run")
+    parser.add_argument("--seconds", type=float, default=5, help="measured seconds per run (default 5)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="runs of each side per workload, alternating which goes first (default 3)")
+    parser.add_argument("--warmup", type=float, default=2, help="unmeasured seconds before a workload's first run")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--workloads", default=",".join(NAMES))
@@ -51,7 +53,7 @@ def parse(argv):
     parser.add_argument("--workdir", type=Path, help="keep instance folders and server logs here")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.seconds, args.warmup, args.connections = 1, 0, 2
+        args.seconds, args.rounds, args.warmup, args.connections = 1, 2, 0, 2
     return args
 
 
@@ -94,10 +96,10 @@ class Side:
                      registration=REGISTRATION, exchange_extra=self.exchange_extra,
                      introspected=self.introspected)
 
-    def measure(self, name: str, args) -> dict | None:
+    def measure(self, name: str, args, *, warm: bool) -> dict | None:
         if self.workload(name, 1) is None:
             return None
-        if args.warmup:
+        if warm and args.warmup:
             warm = self.workload(name, int(args.warmup * MAX_RATE) + 2)
             probe(self.base, warm)
             load.run(self.base, warm, pid=self.pid, seconds=args.warmup, connections=args.connections)
@@ -107,6 +109,18 @@ class Side:
         log.info("%-8s %-10s %8.0f/s p50 %.1f ms p99 %.1f ms errors %d", self.name, name, result["rps"],
                  result["p50_ms"], result["p99_ms"], result["errors"])
         return result
+
+
+def compare(name: str, ours: Side, other: Side | None, args) -> list[dict]:
+    """``args.rounds`` runs of each side, one straight after the other, the first of each pair
+    alternating: a burst of load from the machine's other tenants, or a drift, then falls
+    on both sides in turn rather than on one run of one side."""
+    rounds = []
+    for n in range(args.rounds):
+        sides = [side for side in ([ours, other] if n % 2 == 0 else [other, ours]) if side is not None]
+        runs = {side.name: side.measure(name, args, warm=n == 0) for side in sides}
+        rounds.append({"ostiary": runs["ostiary"], "peer": runs.get("peer")})
+    return rounds
 
 
 def main(argv=None) -> int:
@@ -120,7 +134,8 @@ def main(argv=None) -> int:
                "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
                "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                            "node": _version(["node", "--version"]), "wrk": _version(["wrk", "-v"])},
-               "settings": {"seconds": args.seconds, "warmup": args.warmup, "connections": args.connections,
+               "settings": {"seconds": args.seconds, "rounds": args.rounds, "warmup": args.warmup,
+                            "connections": args.connections,
                             "gunicorn": "config/gunicorn.conf.py defaults"},
                "rows": [], "audit": {}}
     with contextlib.ExitStack() as stack:
@@ -139,12 +154,8 @@ def main(argv=None) -> int:
             with ostiary.start(backend, workdir, args.pg) as (base, pid, clients, env):
                 ours = Side("ostiary", base, pid, clients, exchange_extra=ostiary.EXCHANGE_EXTRA)
                 for name in names:
-                    row = {"backend": backend, "workload": name,
-                           "ostiary": ours.measure(name, args),
-                           "peer": other.measure(name, args) if other else None}
-                    row["rps_ratio"] = report.ratio(row["ostiary"] and row["ostiary"]["rps"],
-                                                    row["peer"] and row["peer"]["rps"])
-                    results["rows"].append(row)
+                    results["rows"].append({"backend": backend, "workload": name,
+                                            **report.summarise(compare(name, ours, other, args))})
                 results["audit"][backend] = ostiary.audit_summary(env)
             log.info("%s done in %.0f s; audit trail: %s", backend, time.monotonic() - started,
                      results["audit"][backend])

@@ -24,6 +24,7 @@ def test_bench_smoke_run_measures_every_workload_without_errors(tmp_path):
     rows = {(row["backend"], row["workload"]): row for row in results["rows"]}
     assert set(rows) == {(b, n) for b in BACKENDS for n in NAMES}
     for (backend, name), row in rows.items():
+        assert len(row["rounds"]) == 2  # --smoke: two rounds, each side going first once
         assert row["ostiary"]["requests"] > 0 and row["ostiary"]["errors"] == 0, (backend, name, row)
         assert row["ostiary"]["processes"] >= 2 and row["ostiary"]["rss_mb"] > 0
         if name == "exchange":  # oidc-provider has no RFC 8693
