@@ -25,7 +25,7 @@ import asyncio
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 from sqlalchemy import insert
