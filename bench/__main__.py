@@ -96,10 +96,11 @@ class Side:
                      registration=REGISTRATION, exchange_extra=self.exchange_extra,
                      introspected=self.introspected)
 
-    def measure(self, name: str, args, *, warm: bool) -> dict | None:
+    def measure(self, name: str, args, *, first: bool) -> dict | None:
+        """One run of workload ``name``; the first of a workload is preceded by its warm-up."""
         if self.workload(name, 1) is None:
             return None
-        if warm and args.warmup:
+        if first and args.warmup:
             warm = self.workload(name, int(args.warmup * MAX_RATE) + 2)
             probe(self.base, warm)
             load.run(self.base, warm, pid=self.pid, seconds=args.warmup, connections=args.connections)
@@ -118,7 +119,7 @@ def compare(name: str, ours: Side, other: Side | None, args) -> list[dict]:
     rounds = []
     for n in range(args.rounds):
         sides = [side for side in ([ours, other] if n % 2 == 0 else [other, ours]) if side is not None]
-        runs = {side.name: side.measure(name, args, warm=n == 0) for side in sides}
+        runs = {side.name: side.measure(name, args, first=n == 0) for side in sides}
         rounds.append({"ostiary": runs["ostiary"], "peer": runs.get("peer")})
     return rounds
 

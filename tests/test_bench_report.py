@@ -9,8 +9,8 @@ def _run(rps, p99, *, errors=0, pss=100.0):
 
 
 def test_the_ratio_is_the_median_of_the_rounds_ratios_not_of_the_medians():
-    # The peer's load burst in round 2 would make the ratio of the medians (1000/1000) say 1.0;
-    # round by round, Ostiary was at half the peer's rate twice out of three.
+    # Each side's median run is 1000/s, a ratio of 1.0; round by round, with the peer slowed by
+    # a burst of load in round 2, Ostiary was at 0.5, 2.2 and 0.9 of the peer's rate.
     rounds = [{"ostiary": _run(1000, 10), "peer": _run(2000, 5)},
               {"ostiary": _run(1100, 12), "peer": _run(500, 30)},
               {"ostiary": _run(900, 11), "peer": _run(1000, 11)}]
