@@ -1,27 +1,10 @@
-"""The migrations build exactly the models' schema, on both backends, and undo cleanly."""
-import pytest
+"""The migrations build exactly the models' schema, on both backends (the ``app`` fixture's
+database is made by ``ostiary init``'s migrations)."""
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from flask_migrate import downgrade, upgrade
 from sqlalchemy import inspect
 
-from app import create_app
-from app.cli import initialise
 from app.extensions import db
-
-from .conftest import BACKENDS, _overrides
-
-
-@pytest.fixture(params=BACKENDS)
-def fresh_app(request, tmp_path, new_pg_database):
-    """An app on a database of its own, migrated to the head: these tests take it apart."""
-    url = f"sqlite:///{tmp_path}/ostiary.db" if request.param == "sqlite" else new_pg_database()
-    app = create_app(_overrides(tmp_path, url), check=False)
-    initialise(app)
-    with app.app_context():
-        yield app
-        db.session.remove()
-        db.engine.dispose()
 
 
 def _indexes(table: str) -> dict[str, tuple]:
@@ -34,13 +17,13 @@ def _indexes(table: str) -> dict[str, tuple]:
     return found
 
 
-def test_the_migrated_schema_is_the_models(fresh_app):
+def test_the_migrated_schema_is_the_models(app):
     with db.engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), db.metadata) == []
 
 
-def test_an_issued_token_writes_one_index_entry_per_query(fresh_app):
-    """0002: the rows the token endpoint writes carry only the indexes some query reads."""
+def test_an_issued_token_writes_one_index_entry_per_query(app):
+    """The rows the token endpoint writes carry only the indexes some query reads."""
     tokens = _indexes("issued_token")
     assert set(tokens) == {"ix_issued_token_client_id_issued_at", "ix_issued_token_parent_jti",
                            "ix_issued_token_task_id"}
@@ -50,15 +33,3 @@ def test_an_issued_token_writes_one_index_entry_per_query(fresh_app):
         assert columns == (column,) and where.replace("(", "").replace(")", "") == f"{column} IS NOT NULL"
     assert set(_indexes("audit_event")) == {f"ix_audit_event_{name}"
                                             for name in ("at", "event_type", "actor", "client_id")}
-
-
-def test_0002_comes_off_and_back_on(fresh_app):
-    directory = fresh_app.extensions["migrate"].directory
-    downgrade(directory=directory, revision="0001")
-    assert set(_indexes("issued_token")) == {f"ix_issued_token_{name}"
-                                             for name in ("client_id", "issued_at", "parent_jti", "task_id")}
-    assert "ix_audit_event_jti" in _indexes("audit_event")
-    upgrade(directory=directory)
-    with db.engine.connect() as connection:
-        assert compare_metadata(MigrationContext.configure(connection), db.metadata) == []
-    assert _indexes("issued_token")["ix_issued_token_task_id"][1] is not None
