@@ -17,10 +17,21 @@ from ..models.client import ACTIVE, DENIED, EXPIRED, PENDING, RETIRED, SUSPENDED
 log = logging.getLogger(__name__)
 
 
+def standing(status: str, approval_expires_at) -> str | None:
+    """Why a client of this status and approval expiry may not use its tokens now, in short
+    (None: it may): active, with an approval that has not run out. What ``require_active``
+    lets through, without the contract's errors; introspection and token exchange apply it to
+    the client of a presented token, the client cache to the records it serves."""
+    if status != ACTIVE:
+        return f"client is {status}"
+    if approval_expires_at is None or approval_expires_at <= clock.now():
+        return "approval expired"
+    return None
+
+
 def may_get_tokens(row) -> bool:
-    """Active with an approval that has not run out (``row``: a ``ClientRecord``): what
-    ``require_active`` lets through, without the reasons."""
-    return row.status == ACTIVE and row.approval is not None and row.approval.expires_at > clock.now()
+    """``standing`` of a ``ClientRecord``: may it get tokens now?"""
+    return standing(row.status, row.approval.expires_at if row.approval is not None else None) is None
 
 
 def require_active(client) -> None:

@@ -10,8 +10,8 @@ from sqlalchemy import bindparam, select, update
 from .. import audit, clock, dbapi
 from ..extensions import db
 from ..models import Approval, Client, IssuedToken, Task
-from ..models.client import ACTIVE
 from .clients import ClientRecord, record_columns, record_of
+from .status import standing
 
 log = logging.getLogger(__name__)
 
@@ -64,17 +64,12 @@ def lookup_with_caller(jti: str | None, caller_id: str) -> tuple[TokenRecord | N
 
 def inactive_reason(token: TokenRecord) -> str | None:
     """Why the token is not active (RFC 7662 §2.2), or None if it is: revoked, expired, or its
-    client no longer active with an approval that has not run out."""
-    now = clock.now()
+    client's standing (``status.standing``)."""
     if token.revoked_at is not None:
         return "revoked"
-    if token.expires_at <= now:
+    if token.expires_at <= clock.now():
         return "expired"
-    if token.client_status != ACTIVE:
-        return f"client is {token.client_status}"
-    if token.approval_expires_at is None or token.approval_expires_at <= now:
-        return "approval expired"
-    return None
+    return standing(token.client_status, token.approval_expires_at)
 
 
 def descendants(jtis: list[str]) -> list[str]:
