@@ -74,6 +74,15 @@ def test_wrong_secret_is_401_with_www_authenticate(client):
     assert refused.actor == "anonymous" and refused.decision == "deny"
 
 
+@pytest.mark.parametrize("header", ["Basic ", "Basic //79"])  # no credentials; not UTF-8 inside
+def test_a_malformed_basic_header_is_invalid_client(client, header):
+    """Authlib's Basic parser raises ValueError on these; the answer is RFC 6749 §2.3.1's error."""
+    make_client(auth_method="client_secret_basic")
+    response = client.post("/token", data={"grant_type": "client_credentials"}, headers={"Authorization": header})
+    assert response.status_code == 401 and response.get_json()["error"] == "invalid_client"
+    assert "not valid HTTP Basic" in response.get_json()["error_description"]
+
+
 def test_the_registered_method_only(client):
     """A private_key_jwt client cannot fall back to a secret (it has none), and vice versa."""
     made = make_client(auth_method="client_secret_post")
