@@ -180,6 +180,23 @@ def test_pending_cap_per_address(client, app):
     assert client_count() == 3
 
 
+def test_a_pending_cap_of_zero_is_no_cap(client, app):
+    app.config["PENDING_CAP_PER_ADDRESS"] = 0
+    for _ in range(3):
+        assert post(client, body()).status_code == 201
+    assert client_count() == 3
+
+
+def test_the_registration_response_is_what_was_committed(client):
+    resp = post(client, body(client_name="committed", token_endpoint_auth_method="client_secret_basic", jwks=None))
+    assert resp.status_code == 201
+    read = client.get(f"/register/{resp.json['client_id']}",
+                      headers={"Authorization": f"Bearer {resp.json['registration_access_token']}"})
+    assert read.status_code == 200
+    written = {k: v for k, v in resp.json.items() if k not in ("client_secret", "registration_access_token")}
+    assert "client_secret_expires_at" in written and read.json == written
+
+
 def test_stale_pending_registrations_do_not_count_against_the_cap(client, app):
     from app import clock
     app.config["PENDING_CAP_PER_ADDRESS"] = 1

@@ -47,6 +47,7 @@ class Registration:
     client: Client
     client_secret: str | None
     registration_access_token: str
+    response: dict  # the client information response (RFC 7591 §3.2.1) as committed
 
 
 def register(metadata: dict, *, address: str | None, initial_access_token: str | None = None) -> Registration:
@@ -96,11 +97,16 @@ def register(metadata: dict, *, address: str | None, initial_access_token: str |
         "publisher": publisher.issuer if publisher else None, "software_id": client.software_id,
         "token_endpoint_auth_method": client.token_endpoint_auth_method, "scope": clean.get("scope"),
         "review_flags": flags, "initial_access_token": policy == "initial_access_token"})
+    # Read before the commit, which expires the client: read after it, it would be loaded again
+    # in a new transaction, on SQLite one more hold of the write lock (BEGIN IMMEDIATE).
+    response = client_info(client, client_secret=secret, registration_access_token=token)
+    logged = (client.client_id, address, client.provenance)
     db.session.commit()
-    log.info("client %r registered from %s (%s)", client.client_id, address, client.provenance)
+    log.info("client %r registered from %s (%s)", *logged)
     if publisher is not None and config["AUTO_APPROVE"]:
         _auto_approve(client)
-    return Registration(client, secret, token)
+        response = client_info(client, client_secret=secret, registration_access_token=token)
+    return Registration(client, secret, token, response)
 
 
 def authenticate(client_id: str, token: str | None) -> Client:
@@ -219,16 +225,23 @@ def _widening(client: Client, clean: dict) -> str | None:
 
 def _check_pending_caps(address: str | None, publisher, now) -> None:
     config = current_app.config
-    pending = select(func.count()).select_from(Client).where(Client.status == PENDING,
-                                                             Client.pending_expires_at > now)
-    if address and db.session.scalar(pending.where(Client.registered_from == address)) >= \
-            config["PENDING_CAP_PER_ADDRESS"]:
+    if address and _at_cap(Client.registered_from == address, config["PENDING_CAP_PER_ADDRESS"], now):
         raise PendingLimitError("too many registrations from this address are waiting for approval; "
                                 "wait for them to be decided")
-    if publisher is not None and db.session.scalar(pending.where(Client.publisher_id == publisher.id)) >= \
-            config["PENDING_CAP_PER_PUBLISHER"]:
+    if publisher is not None and _at_cap(Client.publisher_id == publisher.id,
+                                         config["PENDING_CAP_PER_PUBLISHER"], now):
         raise PendingLimitError("too many registrations of this publisher's software are waiting for "
                                 "approval; wait for them to be decided")
+
+
+def _at_cap(whose, cap: int, now) -> bool:
+    """Whether ``cap`` registrations matching ``whose`` are pending; a cap of 0 is no cap. The
+    count stops at the cap, so its cost does not grow with a lifted cap's thousands."""
+    if cap <= 0:
+        return False
+    pending = (select(Client.client_id)
+               .where(whose, Client.status == PENDING, Client.pending_expires_at > now).limit(cap))
+    return db.session.scalar(select(func.count()).select_from(pending.subquery())) >= cap
 
 
 def _auto_approve(client: Client) -> None:

@@ -34,9 +34,7 @@ def register():
         reg = service.register(_json_body(), address=request.remote_addr, initial_access_token=token)
     except OAuth2Error as exc:
         return _error(exc)
-    body = service.client_info(reg.client, client_secret=reg.client_secret,
-                               registration_access_token=reg.registration_access_token)
-    return _answer(body, 201)
+    return _answer(reg.response, 201)
 
 
 @bp.route("/register/<client_id>", methods=["GET", "PUT", "DELETE"])
