@@ -8,7 +8,7 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError, OperationalError
 
-from . import hashing, models, settings  # noqa: F401 (models register their tables)
+from . import hashing, models, settings, sqlite_writers  # noqa: F401 (models register their tables)
 from .extensions import csrf, db, limiter, migrate
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,8 @@ IDLE_PING_SECONDS = 10
 
 def _engine_options(url: str) -> dict:
     if url.startswith("sqlite"):
-        return {"connect_args": {"timeout": 30, "check_same_thread": False}}
+        return {"connect_args": {"timeout": sqlite_writers.TIMEOUT_SECONDS, "check_same_thread": False,
+                                 "factory": sqlite_writers.QueuedConnection}}
     # Not pool_pre_ping: a round trip before every request (11 % of a token request's samples).
     # A connection is pinged only after sitting idle in the pool (_ping_if_idle), which is when
     # a database restart or a dropped idle connection goes unnoticed, and none lives longer than
@@ -122,20 +123,24 @@ def _configure_engine(engine) -> None:
     # SQLite: WAL for concurrent readers, and every transaction BEGIN IMMEDIATE so
     # that a read-then-write transaction never fails to upgrade its lock (SQLite
     # would answer SQLITE_BUSY at once instead of waiting). This serialises
-    # writers, which SQLite does anyway, and keeps the audit chain linear.
+    # writers, which SQLite does anyway, and keeps the audit chain linear; they
+    # take turns in the order they asked (app.sqlite_writers).
+    queue = sqlite_writers.queue_for(engine)
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
         dbapi_connection.isolation_level = None
+        dbapi_connection.queue = queue
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={sqlite_writers.TIMEOUT_SECONDS * 1000}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.connection.driver_connection.begin_immediate()
 
 
 def _ping_if_idle(engine) -> None:

@@ -11,7 +11,6 @@ writes and reads.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import time
 import weakref
@@ -167,45 +166,18 @@ class _LoopReader:
         self.pooled = None
 
 
-_lock_files: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # engine -> (pid, file)
-
-
-@contextlib.contextmanager
-def _sqlite_writer_queue(engine):
-    """One writing process at a time, queued in the kernel. SQLite's own wait for its write
-    lock is a sleep-and-retry loop (1, 2, 5, 10... ms), which under constant contention
-    between processes cost more than the writes; flock hands over as soon as it is released.
-    The lock is per process (flock is per open file): within a process, the group commit
-    already lets one thread write at a time."""
-    path = engine.url.database
-    if not path or path == ":memory:":
-        yield
-        return
-    held = _lock_files.get(engine)
-    if held is None or held[0] != os.getpid():  # opened in each process: flock is per open file
-        held = _lock_files[engine] = (os.getpid(), open(path + ".writer-lock", "a+b"))
-        weakref.finalize(engine, held[1].close)
-    fcntl.flock(held[1], fcntl.LOCK_EX)
-    try:
-        yield
-    finally:
-        fcntl.flock(held[1], fcntl.LOCK_UN)
-
-
 @contextlib.contextmanager
 def transaction():
     """A ``Transaction`` committed at the end of the block, rolled back if it raises.
 
-    SQLite: ``BEGIN IMMEDIATE`` (the write lock first), as every write transaction here, after
-    queueing on a file lock with the other processes' writers. PostgreSQL: psycopg's pipeline
-    mode, so statements whose results are not read (and the COMMIT) leave together and a
-    group holds the audit head's lock for one round trip and its commit, not one round trip
-    per statement."""
+    SQLite: ``BEGIN IMMEDIATE`` (the write lock first) in its turn, as every transaction there
+    (``app.sqlite_writers``). PostgreSQL: psycopg's pipeline mode, so statements whose results
+    are not read (and the COMMIT) leave together and a group holds the audit head's lock for
+    one round trip and its commit, not one round trip per statement."""
     sqlite = db.engine.dialect.name == "sqlite"
-    with _sqlite_writer_queue(db.engine) if sqlite else contextlib.nullcontext(), \
-            _checked_out(autocommit=False) as (connection, dialect):
+    with _checked_out(autocommit=False) as (connection, dialect):
         if sqlite:
-            connection.execute("BEGIN IMMEDIATE")
+            connection.begin_immediate()
         try:
             with contextlib.nullcontext() if sqlite else connection.pipeline():
                 yield Transaction(connection, dialect)
