@@ -1,4 +1,6 @@
 """Publishers, software statements, initial access tokens, auto-approval and safe fetching."""
+import json
+import sqlite3
 import threading
 import time
 
@@ -273,6 +275,36 @@ def test_statement_verified_with_keys_from_the_publishers_jwks_uri(client, resol
     assert register(client, software_statement(key)).status_code == 201
     assert len(responses.calls) == 1  # cached
     assert responses.calls[0].request.headers["Host"] == "keys.publisher.example"
+
+
+@responses.activate
+@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize("policy", ["open", "initial_access_token"])
+def test_no_write_lock_is_held_while_the_publishers_keys_are_fetched(client, app, resolve_to, backend, policy):
+    """On SQLite every transaction holds the write lock (BEGIN IMMEDIATE): the reads before the
+    fetch (the publisher, the initial access token) must have ended, or every writer, token
+    issuance included, would wait for the publisher's server."""
+    key, free = new_key("uri-1"), []
+
+    def keys_while_trying_the_lock(_request):
+        other = sqlite3.connect(db.engine.url.database, timeout=0)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            free.append(True)
+        except sqlite3.OperationalError:  # database is locked
+            free.append(False)
+        finally:
+            other.close()
+        return 200, {"Content-Type": "application/json"}, json.dumps(public_jwks(key))
+
+    responses.add_callback(responses.GET, f"https://{PUBLIC_IP}:443/jwks.json", callback=keys_while_trying_the_lock)
+    publishers.add(PUBLISHER, jwks_uri="https://keys.publisher.example/jwks.json", algorithms=["ES256"],
+                   assurance_level=1, actor="admin:a")
+    app.config["REGISTRATION_POLICY"] = policy
+    token = iat.create(ttl=60, actor="admin:a")[0] if policy == "initial_access_token" else None
+    db.session.remove()  # the test's own transaction (SQLite: its write lock) ends first
+    assert register(client, software_statement(key), token=token).status_code == 201
+    assert free == [True]
 
 
 @responses.activate

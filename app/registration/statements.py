@@ -18,6 +18,7 @@ from joserfc import jws, jwt
 from joserfc.errors import JoseError
 
 from .. import clock, fetch
+from ..extensions import db
 from ..models import Publisher
 from . import publishers
 from .errors import InvalidSoftwareStatementError, UnapprovedSoftwareStatementError
@@ -52,6 +53,11 @@ def verify(statement) -> tuple[Publisher, dict]:
     if header.get("alg") not in algorithms:
         raise InvalidSoftwareStatementError(f"software_statement alg {header.get('alg')!r} is not allowed "
                                             f"for this publisher ({', '.join(algorithms)})")
+    # The keys may have to be fetched, which can take seconds: the reads' transaction ends
+    # first. On SQLite it holds the write lock, which every writer, token issuance included,
+    # would wait for. The publisher stays loaded, detached, for the caller.
+    db.session.expunge(publisher)
+    db.session.rollback()
     try:
         key_set = publishers.key_set(publisher)
     except (fetch.FetchError, KeySetError) as exc:
