@@ -52,12 +52,20 @@ class FormPayload(OAuth2Payload):
         return self._datalist
 
 
+class Headers(EnvironHeaders):
+    """The request's headers, true as a whole: Authlib's ``headers or {}`` would otherwise count
+    them, which walks the whole environ."""
+
+    def __bool__(self) -> bool:
+        return True
+
+
 class FormRequest(OAuth2Request):
     def __init__(self, environ: dict, pairs: list[tuple[str, str]], endpoint: str):
         host = environ.get("HTTP_HOST") or environ["SERVER_NAME"]
         super().__init__(environ["REQUEST_METHOD"],
                          f"{environ['wsgi.url_scheme']}://{host}{environ.get('PATH_INFO', '')}",
-                         headers=EnvironHeaders(environ))
+                         headers=Headers(environ))
         self.payload = FormPayload(pairs)
         self.endpoint = endpoint
 
