@@ -68,7 +68,7 @@ class QueuedConnection(sqlite3.Connection):
     _turn = False
 
     def begin_immediate(self) -> None:
-        if self.queue is not None:
+        if self.queue is not None and not self._turn:  # (a connection holding its turn: SQLite says why)
             self.queue.acquire()
             self._turn = True
         try:

@@ -76,6 +76,17 @@ def test_the_turn_is_held_from_begin_to_the_transactions_end_however_it_ends(app
     assert turn_is_free()
 
 
+def test_a_begin_inside_a_transaction_is_sqlites_error_at_once_not_a_wait_for_its_own_turn(app):
+    db.session.remove()
+    pooled = db.engine.raw_connection()
+    pooled.driver_connection.begin_immediate()
+    with pytest.raises(sqlite3.OperationalError, match="within a transaction"):
+        pooled.driver_connection.begin_immediate()
+    pooled.driver_connection.rollback()
+    pooled.close()
+    assert turn_is_free()
+
+
 def test_the_orm_session_takes_its_turn_and_gives_it_back_on_commit(app):
     db.session.execute(text("SELECT 1"))
     assert not turn_is_free()
