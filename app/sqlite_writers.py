@@ -68,13 +68,16 @@ class QueuedConnection(sqlite3.Connection):
     _turn = False
 
     def begin_immediate(self) -> None:
-        if self.queue is not None and not self._turn:  # (a connection holding its turn: SQLite says why)
+        # A connection that holds its turn is inside a transaction: SQLite will say so at once.
+        taking = self.queue is not None and not self._turn
+        if taking:
             self.queue.acquire()
             self._turn = True
         try:
             self.execute("BEGIN IMMEDIATE")
         except BaseException:
-            self._end_turn()
+            if taking:
+                self._end_turn()
             raise
 
     def commit(self) -> None:

@@ -82,6 +82,7 @@ def test_a_begin_inside_a_transaction_is_sqlites_error_at_once_not_a_wait_for_it
     pooled.driver_connection.begin_immediate()
     with pytest.raises(sqlite3.OperationalError, match="within a transaction"):
         pooled.driver_connection.begin_immediate()
+    assert not turn_is_free()  # still the first transaction's
     pooled.driver_connection.rollback()
     pooled.close()
     assert turn_is_free()
