@@ -6,6 +6,7 @@ client a test sees is one the real services could have produced.
 """
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -17,6 +18,18 @@ from app.registration import lifecycle
 from app.registration.service import register
 
 ACTOR = "admin:factory"
+
+
+def sqlite_write_lock_is_free(database: str) -> bool:
+    """Whether another connection would get SQLite's write lock at once (``BEGIN IMMEDIATE``)."""
+    other = sqlite3.connect(database, timeout=0)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        return True
+    except sqlite3.OperationalError:  # database is locked
+        return False
+    finally:
+        other.close()
 
 
 @dataclass

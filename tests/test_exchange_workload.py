@@ -1,7 +1,6 @@
 """Workload-identity JWTs (SPIFFE JWT-SVID, Kubernetes, CI OIDC) as RFC 8693 subject tokens."""
 import ipaddress
 import json
-import sqlite3
 
 import pytest
 import responses
@@ -15,7 +14,7 @@ from app.models import AuditEvent
 from app.oauth import workload
 from app.policy.rules import SHIPPED
 
-from .factories import make_client, public_jwks
+from .factories import make_client, public_jwks, sqlite_write_lock_is_free
 from .token_actions import BOTH_GRANTS, JWT_TYPE, test_client_agent, task
 
 SPIFFE = "https://spire.example.org"
@@ -137,14 +136,7 @@ def test_no_write_lock_is_held_while_the_issuers_keys_are_fetched(client, app, i
     free = []
 
     def keys_while_trying_the_lock(_request):
-        other = sqlite3.connect(db.engine.url.database, timeout=0)
-        try:
-            other.execute("BEGIN IMMEDIATE")
-            free.append(True)
-        except sqlite3.OperationalError:  # database is locked
-            free.append(False)
-        finally:
-            other.close()
+        free.append(sqlite_write_lock_is_free(db.engine.url.database))
         return 200, {"Content-Type": "application/json"}, json.dumps(public_jwks(issuer_key))
 
     responses.add_callback(responses.GET, "https://93.184.216.34:443/jwks", callback=keys_while_trying_the_lock)

@@ -1,6 +1,5 @@
 """Publishers, software statements, initial access tokens, auto-approval and safe fetching."""
 import json
-import sqlite3
 import threading
 import time
 
@@ -15,7 +14,8 @@ from app.models import Client, InitialAccessToken
 from app.registration import iat, publishers
 from app.registration.publishers import PublisherError
 
-from .factories import PUBLISHER, add_publisher, new_key, public_jwks, software_statement
+from .factories import (PUBLISHER, add_publisher, new_key, public_jwks, software_statement,
+                        sqlite_write_lock_is_free)
 
 CLIENT_KEY = new_key("c1")
 
@@ -287,14 +287,7 @@ def test_no_write_lock_is_held_while_the_publishers_keys_are_fetched(client, app
     key, free = new_key("uri-1"), []
 
     def keys_while_trying_the_lock(_request):
-        other = sqlite3.connect(db.engine.url.database, timeout=0)
-        try:
-            other.execute("BEGIN IMMEDIATE")
-            free.append(True)
-        except sqlite3.OperationalError:  # database is locked
-            free.append(False)
-        finally:
-            other.close()
+        free.append(sqlite_write_lock_is_free(db.engine.url.database))
         return 200, {"Content-Type": "application/json"}, json.dumps(public_jwks(key))
 
     responses.add_callback(responses.GET, f"https://{PUBLIC_IP}:443/jwks.json", callback=keys_while_trying_the_lock)

@@ -15,6 +15,8 @@ from sqlalchemy import text
 from app import sqlite_writers
 from app.extensions import db
 
+from .factories import sqlite_write_lock_is_free
+
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
 
 
@@ -104,10 +106,7 @@ def test_a_writer_waits_for_another_process_turn_though_sqlite_is_free(app):
         thread, done, errors = in_thread(write_one_row)
         try:
             assert not done.wait(0.3), "wrote while another process held the turn"
-            probe = sqlite3.connect(db.engine.url.database, timeout=0)
-            probe.execute("BEGIN IMMEDIATE")  # SQLite's lock was free all along
-            probe.rollback()
-            probe.close()
+            assert sqlite_write_lock_is_free(db.engine.url.database)  # SQLite's lock was free all along
         finally:
             fcntl.flock(other_process, fcntl.LOCK_UN)
         assert done.wait(10)
