@@ -20,13 +20,14 @@ def summarise(rounds: list[dict]) -> dict:
     for side in ("ostiary", "peer"):
         runs = [r[side] for r in rounds]
         summary[side] = _combined(runs) if runs and None not in runs else None
-    for key, field in (("rps_ratio", "rps"), ("p99_ratio", "p99_ms")):
-        ratios = round_ratios(rounds, field)
-        summary[key] = round(median(ratios), 3) if ratios else None
+    rps, p99 = _round_ratios(rounds, "rps"), _round_ratios(rounds, "p99_ms")
+    summary["rps_ratio"] = round(median(rps), 3) if rps else None
+    summary["rps_ratio_range"] = [min(rps), max(rps)] if rps else None
+    summary["p99_ratio"] = round(median(p99), 3) if p99 else None
     return summary
 
 
-def round_ratios(rounds: list[dict], field: str = "rps") -> list[float]:
+def _round_ratios(rounds: list[dict], field: str) -> list[float]:
     """Ostiary/peer for ``field``, round by round (none where the peer has no such workload)."""
     return [ratio(r["ostiary"][field], r["peer"][field]) for r in rounds if r["ostiary"] and r["peer"]]
 
@@ -46,10 +47,9 @@ def headline(rows: list[dict]) -> dict:
     out = {}
     for row in rows:
         if row["workload"] in HEADLINE and row.get("peer") and row.get("ostiary"):
-            spread = round_ratios(row["rounds"])
             out[f"{row['backend']}/{row['workload']}"] = {
                 "throughput_ratio": row["rps_ratio"], "p99_ratio": row["p99_ratio"],
-                "throughput_ratio_range": [min(spread), max(spread)],
+                "throughput_ratio_range": row["rps_ratio_range"],
             }
     return out
 
@@ -68,7 +68,7 @@ def table(rows: list[dict]) -> str:
         lines.append(
             f"{row['backend']:<10} {row['workload']:<11} {cell(o, 'rps', '9.0f'):>9} {cell(p, 'rps', '8.0f'):>8} "
             f"{(format(row['rps_ratio'], '.2f') if row['rps_ratio'] is not None else 'n/a'):>6} "
-            f"{_spread(row['rounds']):>11} "
+            f"{_spread(row['rps_ratio_range']):>11} "
             f"{cell(o, 'p50_ms', '7.1f'):>7} {cell(o, 'p99_ms', '7.1f'):>7} "
             f"{cell(p, 'p50_ms', '7.1f'):>7} {cell(p, 'p99_ms', '7.1f'):>7} "
             f"{cell(o, 'pss_mb', '6.0f'):>6} {cell(p, 'pss_mb', '6.0f'):>6} {errors:>9}")
@@ -79,9 +79,8 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _spread(rounds: list[dict]) -> str:
-    ratios = round_ratios(rounds)
-    return f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "n/a"
+def _spread(low_high: list[float] | None) -> str:
+    return f"{low_high[0]:.2f}-{low_high[1]:.2f}" if low_high else "n/a"
 
 
 def write(results: dict, directory: Path) -> Path:
