@@ -1,5 +1,5 @@
 """A registered client (an agent or workload) and the approval that made it trusted."""
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
@@ -31,7 +31,17 @@ class Client(db.Model):
     software_statement: Mapped[str | None] = mapped_column(Text)
     publisher_id: Mapped[int | None] = mapped_column(ForeignKey("publisher.id"), index=True)
     registered_from: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The names of the metadata values a publisher signed (the statement's claims, RFC 7591
+    # §2.3): only a new statement of the same publisher and software_id changes them.
+    signed_fields: Mapped[list] = mapped_column(JSON, default=list, server_default=text("'[]'"))
+    # SHA-256 of the statement, so the pending queue can show one statement registered twice.
+    statement_digest: Mapped[str | None] = mapped_column(String(64), index=True)
     review_flags: Mapped[list] = mapped_column(JSON, default=list)  # e.g. display strings with controls
+    # Counts changes of the registration; an approval names the version the reviewer saw.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    # Tokens issued at or before this time are never valid again: set whenever the client
+    # stops being active (suspension, return to review, expiry, retirement).
+    tokens_not_before = mapped_column(UTCDateTime)
     # The current approval. No foreign key: client and approval reference each other,
     # and a cycle of constraints would need deferred creation on PostgreSQL.
     approval_id: Mapped[int | None] = mapped_column(Integer)
@@ -53,6 +63,9 @@ class Approval(db.Model):
     purpose: Mapped[str] = mapped_column(Text)
     scopes: Mapped[list] = mapped_column(JSON)
     audiences: Mapped[list] = mapped_column(JSON)
+    # Resource identifiers this client *is* (a relying service): the role that may introspect
+    # tokens addressed to them (RFC 7662 §4), distinct from being approved to call them.
+    serves: Mapped[list] = mapped_column(JSON, default=list, server_default=text("'[]'"))
     max_token_ttl: Mapped[int] = mapped_column(Integer)
     expires_at = mapped_column(UTCDateTime, nullable=False)
     review_at = mapped_column(UTCDateTime, nullable=False)

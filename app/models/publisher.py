@@ -1,5 +1,5 @@
 """Trusted issuers: software publishers (statements) and workload-identity issuers."""
-from sqlalchemy import JSON, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
@@ -13,7 +13,18 @@ class Publisher(db.Model):
     jwks_uri: Mapped[str | None] = mapped_column(Text)
     algorithms: Mapped[list] = mapped_column(JSON)
     assurance_level: Mapped[int] = mapped_column(Integer)
+    # Statements of this publisher must carry a jti, and each is accepted once (RFC 7591 §2.3
+    # leaves replay to the server).
+    require_jti: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at = mapped_column(UTCDateTime, nullable=False)
+
+
+class StatementJti(db.Model):
+    """A software statement's jti, spent: the primary key makes once-only atomic."""
+
+    publisher_id: Mapped[int] = mapped_column(ForeignKey("publisher.id", ondelete="CASCADE"), primary_key=True)
+    jti: Mapped[str] = mapped_column(String(255), primary_key=True)
+    used_at = mapped_column(UTCDateTime, nullable=False)
 
 
 class WorkloadIssuer(db.Model):
