@@ -131,7 +131,7 @@ def make_clients(env: dict) -> BenchClients:
                 metadata["jwks"] = {"keys": [key.as_dict(private=False)]}
             registration = register(metadata, address="127.0.0.1")
             lifecycle.approve(
-                registration.client.client_id, owner="bench@example.com", purpose="load benchmark",
+                registration.client.client_id, version=registration.client.version, owner="bench@example.com", purpose="load benchmark",
                 scopes=[SCOPE], audiences=[AUDIENCE], max_token_ttl=300,
                 expires_at=clock.in_(7 * 86400), review_at=clock.in_(86400), assurance_level=1,
                 proofing_method="owner_attestation", evidence="load benchmark", actor="cli:bench")

@@ -50,10 +50,11 @@ def public_jwks(*keys: ECKey) -> dict:
 
 
 def approve(client_id: str, *, scopes=("read",), audiences=("https://api.example.com",), max_token_ttl=300,
-            days: int = 90, assurance_level: int = 1, proofing_method: str = "in_person"):
+            days: int = 90, assurance_level: int = 1, proofing_method: str = "in_person", serves=()):
+    """Approve as an administrator who reviewed the registration as it is now."""
     now = clock.now()
     return lifecycle.approve(
-        client_id, owner="team-agents", purpose="tests", scopes=list(scopes), audiences=list(audiences),
+        client_id, version=lifecycle.get_client(client_id).version, serves=list(serves), owner="team-agents", purpose="tests", scopes=list(scopes), audiences=list(audiences),
         max_token_ttl=max_token_ttl, expires_at=now + timedelta(days=days),
         review_at=now + timedelta(days=min(days, 30)), assurance_level=assurance_level,
         proofing_method=proofing_method, evidence="ticket-1", actor=ACTOR)
@@ -61,8 +62,9 @@ def approve(client_id: str, *, scopes=("read",), audiences=("https://api.example
 
 def make_client(auth_method: str = "private_key_jwt", status: str = "active", scopes=("read",),
                 audiences=("https://api.example.com",), max_token_ttl: int = 300, *,
-                address: str | None = "192.0.2.1", **metadata) -> Made:
-    """A client in ``status``; ``metadata`` overrides the registered fields.
+                address: str | None = "192.0.2.1", serves=(), **metadata) -> Made:
+    """A client in ``status``; ``metadata`` overrides the registered fields; ``serves``: the
+    resources it is approved as the relying service of.
 
     ``expired`` is reached the real way: a one-day approval, the clock moved
     two days on (and left there) and ``expire_due``.
@@ -78,7 +80,7 @@ def make_client(auth_method: str = "private_key_jwt", status: str = "active", sc
     client_id = reg.client.client_id
     if status != PENDING and status != DENIED:
         approve(client_id, scopes=scopes, audiences=audiences, max_token_ttl=max_token_ttl,
-                days=1 if status == EXPIRED else 90)
+                days=1 if status == EXPIRED else 90, serves=serves)
     if status == DENIED:
         lifecycle.deny(client_id, reason="test denial", actor=ACTOR)
     elif status == SUSPENDED:

@@ -15,10 +15,15 @@ def agent(client):
     return test_client_agent(client, make_client())
 
 
+def relying_service(client, resource=API):
+    """A relying service: registered as a client, approved as the relying service of ``resource``."""
+    return test_client_agent(client, make_client(auth_method="client_secret_basic", audiences=(resource,),
+                                                 serves=(resource,)))
+
+
 @pytest.fixture
 def service(client):
-    """A relying service: registered as a client, approved for its own resource identifier."""
-    return test_client_agent(client, make_client(auth_method="client_secret_basic", audiences=(API,)))
+    return relying_service(client)
 
 
 def issue(agent):
@@ -40,9 +45,25 @@ def test_response_is_not_cached(agent, service):
 
 
 def test_a_service_for_another_audience_learns_nothing(client, agent):
-    other = test_client_agent(client, make_client(auth_method="client_secret_basic",
-                                                  audiences=("https://elsewhere.example",)))
+    other = relying_service(client, "https://elsewhere.example")
     assert other.introspect(issue(agent)).get_json() == {"active": False}
+
+
+@pytest.mark.parametrize("auth_method", ["client_secret_basic", "private_key_jwt"])
+def test_a_client_approved_to_call_the_resource_is_not_its_relying_service(client, agent, auth_method):
+    """RFC 7662 §4: being allowed to call API does not make a client the API: another agent
+    approved for the same audience must not read this agent's sub, owner and task."""
+    peer = test_client_agent(client, make_client(auth_method=auth_method, audiences=(API,)))
+    token = issue(agent)
+    assert peer.introspect(token).get_json() == {"active": False}
+    assert peer.introspect(issue(peer)).get_json()["active"] is True  # its own token, still
+
+
+def test_serving_one_resource_does_not_reach_tokens_for_another(client):
+    agent = test_client_agent(client, make_client(audiences=(API, "https://other.example")))
+    service = relying_service(client, "https://other.example")
+    token = agent.token(resource=API).get_json()["access_token"]
+    assert service.introspect(token).get_json() == {"active": False}
 
 
 @pytest.mark.parametrize("token", ["", "garbage", "a.b.c", "eyJhbGciOiJub25lIn0.e30."])
@@ -74,15 +95,21 @@ def test_suspending_or_retiring_the_client_deactivates_its_tokens_at_once(agent,
     else:
         lifecycle.retire(agent.made.client_id, actor="admin:test")
     assert service.introspect(token).get_json() == {"active": False}
-    if change == "suspend":
-        lifecycle.reactivate(agent.made.client_id, actor="admin:test")
-        assert service.introspect(token).get_json()["active"] is True
+
+
+def test_a_token_issued_before_a_suspension_stays_dead_after_reactivation(agent, service):
+    before = [issue(agent), issue(agent)]
+    lifecycle.suspend(agent.made.client_id, reason="key compromise", actor="admin:test")
+    lifecycle.reactivate(agent.made.client_id, actor="admin:test")
+    after = issue(agent)
+    assert [service.introspect(t).get_json() for t in before] == [{"active": False}] * 2
+    assert service.introspect(after).get_json()["active"] is True
 
 
 def test_expired_approval_deactivates_tokens(client):
     agent = test_client_agent(client, make_client(max_token_ttl=300))
     token = issue(agent)
-    service = test_client_agent(client, make_client(auth_method="client_secret_basic"))
+    service = relying_service(client)
     from datetime import timedelta
 
     from app.extensions import db

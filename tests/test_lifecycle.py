@@ -41,7 +41,7 @@ def test_every_status_the_factory_makes(app):
 
 
 def approval_args(**override):
-    args = dict(owner="team", purpose="p", scopes=["read"], audiences=["https://api.example.com"],
+    args = dict(version=1, owner="team", purpose="p", scopes=["read"], audiences=["https://api.example.com"],
                 max_token_ttl=300, expires_at=clock.now() + timedelta(days=30),
                 review_at=clock.now() + timedelta(days=10), assurance_level=1,
                 proofing_method="in_person", evidence=None, actor="admin:a")

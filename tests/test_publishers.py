@@ -182,9 +182,10 @@ def test_initial_access_token_use_limit_holds_under_concurrency(app):
 
 
 @pytest.mark.parametrize("settings", [{"AUTO_APPROVE": True}])
-def test_auto_approval_names_the_policy(client, settings):
+def test_auto_approval_names_the_policy(client, app, settings):
     _, key = add_publisher(assurance_level=2)
-    resp = register(client, software_statement(key, scope="read"))
+    resp = register(client, software_statement(key, scope="read", aud=app.config["ISSUER"],
+                                               jwks=public_jwks(CLIENT_KEY)))
     assert resp.status_code == 201 and resp.json["status"] == "active"
     approval = db.session.get(Client, resp.json["client_id"]).approval
     assert approval.approved_by == "policy:auto-approve" and approval.proofing_method == "software_statement"

@@ -123,13 +123,31 @@ def test_widening_an_active_client_sends_it_back_to_pending(client, changes):
     assert event.data["back_to_pending"]
 
 
-def test_narrowing_or_rotating_keys_keeps_an_active_client_active(client):
-    info = registered(client, scope="read write")
+def test_narrowing_keeps_an_active_client_active(client):
+    info = registered(client, scope="read write", client_name="agent")
     approve(info["client_id"], scopes=("read",))
     resp = client.put(f"/register/{info['client_id']}",
-                      json=put_body(current(client, info), scope="read", jwks=public_jwks(new_key("rotated"))),
+                      json=put_body(current(client, info), scope="read", client_name="agent v2"),
                       headers=auth(info["registration_access_token"]))
     assert resp.status_code == 200 and resp.json["status"] == "active"
+
+
+@pytest.mark.parametrize("changes", [
+    {"jwks": "rotated"}, {"jwks": None, "jwks_uri": "https://keys.example.com/agent.json"},
+])
+def test_changing_its_keys_sends_an_active_client_back_to_review(client, changes):
+    """Whoever holds the registration access token must not swap in a key nobody reviewed."""
+    info = registered(client)
+    approve(info["client_id"])
+    if changes.get("jwks") == "rotated":
+        changes = {"jwks": public_jwks(new_key("rotated"))}
+    body = {k: v for k, v in put_body(current(client, info), **changes).items() if v is not None}
+    resp = client.put(f"/register/{info['client_id']}", json=body, headers=auth(info["registration_access_token"]))
+    assert resp.status_code == 200 and resp.json["status"] == "pending"
+    stored = db.session.get(Client, info["client_id"])
+    assert stored.tokens_not_before is not None and "changed" in stored.status_reason
+    event = db.session.execute(select(AuditEvent).where(AuditEvent.event_type == "client.updated")).scalar_one()
+    assert "jwks" in event.data["back_to_pending"] and event.data["version"] == 2
 
 
 @pytest.mark.parametrize("status", ["suspended", "denied", "expired"])

@@ -17,7 +17,7 @@ from ..models.client import STATUSES
 from ..registration import lifecycle
 from ..registration import scopes as catalogue
 from ..registration.metadata import AUDIENCES, escape_display
-from ..registration.service import related
+from ..registration.service import related, same_statement
 from . import bp
 from .auth import actor
 from .forms import (ActionForm, ApprovalForm, AssuranceForm, InventoryFilterForm,
@@ -62,7 +62,7 @@ def _approval_form(client: Client, level: int, cat, formdata=None) -> ApprovalFo
     candidates = requested or list(cat.scopes)
     today = clock.now().date()
     form = ApprovalForm(formdata=formdata, data=None if formdata else {
-        "assurance_level": level, "scopes": [s for s in candidates if cat.needed_level(s) <= level],
+        "assurance_level": level, "version": client.version, "scopes": [s for s in candidates if cat.needed_level(s) <= level],
         "audiences": "\n".join((client.client_metadata or {}).get(AUDIENCES, [])),
         "max_token_ttl": 300,
         "proofing_method": "software_statement" if client.publisher else None,
@@ -89,7 +89,8 @@ def _render_detail(client: Client, approval_form=None, deny_form=None, status=20
         deny_form=deny_form or ReasonForm(), reason_form=ReasonForm(),
         retire_form=OptionalReasonForm(), action_form=ActionForm(),
         statement_header=header, statement_claims=claims, statement_error=statement_error,
-        thumbprints=key_thumbprints(client), related=related(client), last_token=last_token,
+        thumbprints=key_thumbprints(client), related=related(client),
+        same_statement=same_statement(client), last_token=last_token,
         tokens_24h=tokens_24h), status
 
 
@@ -112,8 +113,8 @@ def approve(client_id: str):
         scopes += (form.other_scopes.data or "").split()
     try:
         lifecycle.approve(
-            client_id, owner=form.owner.data, purpose=form.purpose.data, scopes=scopes,
-            audiences=form.audience_list(), max_token_ttl=form.max_token_ttl.data,
+            client_id, version=form.version.data, owner=form.owner.data, purpose=form.purpose.data,
+            scopes=scopes, audiences=form.audience_list(), serves=form.serves_list(), max_token_ttl=form.max_token_ttl.data,
             expires_at=_end_of_day(form.expires_at.data), review_at=_end_of_day(form.review_at.data),
             assurance_level=form.assurance_level.data, proofing_method=form.proofing_method.data,
             evidence=form.evidence.data or None, actor=actor())

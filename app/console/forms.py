@@ -52,6 +52,8 @@ class ApprovalForm(FlaskForm):
     """Choices (proofing methods, scopes) come from the scope catalogue, set by the view."""
 
     assurance_level = IntegerField(widget=HiddenInput(), validators=[InputRequired()])
+    # The version of the registration on screen: an approval of an older one is refused.
+    version = IntegerField(widget=HiddenInput(), validators=[InputRequired()])
     proofing_method = SelectField("Proofing method")
     evidence = StringField("Evidence reference (ticket, document, contact)",
                            validators=[Optional(), Length(max=500)])
@@ -62,13 +64,22 @@ class ApprovalForm(FlaskForm):
     other_scopes = StringField("Scopes to approve (space-separated)",
                                validators=[Optional(), Length(max=1000)])
     audiences = TextAreaField("Audiences (one URL per line)", validators=[DataRequired()])
+    serves = TextAreaField("Relying service for (resource URLs, one per line; it may then introspect "
+                           "tokens addressed to them)", validators=[Optional()])
     max_token_ttl = IntegerField("Maximum token lifetime (seconds)",
                                  validators=[InputRequired(), NumberRange(min=1, max=MAX_TOKEN_TTL_CEILING)])
     expires_at = DateField("Approval expires on", validators=[DataRequired()])
     review_at = DateField("Review on", validators=[DataRequired()])
 
     def audience_list(self) -> list[str]:
-        return [line.strip() for line in self.audiences.data.splitlines() if line.strip()]
+        return _lines(self.audiences.data)
+
+    def serves_list(self) -> list[str]:
+        return _lines(self.serves.data)
+
+
+def _lines(text: str | None) -> list[str]:
+    return [line.strip() for line in (text or "").splitlines() if line.strip()]
 
 
 class PublisherForm(FlaskForm):

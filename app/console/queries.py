@@ -44,6 +44,8 @@ class PendingGroup:
     software_id: str | None
     address: str | None
     clients: list = field(default_factory=list)
+    # client_id -> how many other registrations presented the very same statement
+    same_statement: dict = field(default_factory=dict)
 
 
 def pending_groups() -> list[PendingGroup]:
@@ -65,7 +67,22 @@ def pending_groups() -> list[PendingGroup]:
             key = f"self:{c.software_id or ''}:{c.registered_from or ''}"
             group = groups.setdefault(key, PendingGroup(key, False, None, c.software_id, c.registered_from))
         group.clients.append(c)
+    counts = _statement_uses(clients)
+    for group in groups.values():
+        group.same_statement = {c.client_id: counts[c.statement_digest] - 1 for c in group.clients
+                                if counts.get(c.statement_digest, 0) > 1}
     return sorted(groups.values(), key=lambda g: (-len(g.clients), g.clients[0].created_at))
+
+
+def _statement_uses(clients: list[Client]) -> dict[str, int]:
+    """statement digest -> how many registrations, of any status, presented that very
+    statement, for the statements of ``clients``: a replayed copy shows up in the queue."""
+    digests = {c.statement_digest for c in clients if c.statement_digest}
+    if not digests:
+        return {}
+    return dict(db.session.execute(
+        select(Client.statement_digest, func.count()).where(Client.statement_digest.in_(digests))
+        .group_by(Client.statement_digest)).all())
 
 
 @dataclass

@@ -38,6 +38,7 @@ class ApprovalRecord(NamedTuple):
     owner: str
     scopes: list
     audiences: list
+    serves: list  # the resources this client is the relying service of (introspection)
     max_token_ttl: int
     expires_at: datetime
 

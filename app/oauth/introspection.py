@@ -1,9 +1,12 @@
 """RFC 7662 token introspection for authenticated callers.
 
-A caller may introspect a token issued to it, or a token addressed to one of the audiences in
-its own approval (a relying service registers as a client and is approved for its own resource
-identifier). Anything else, and every expired, revoked or unknown token, or one whose client is
-no longer active, answers ``{"active": false}`` (§2.2).
+§4 asks the server to make sure the caller is the protected resource the token is meant for.
+So a caller may introspect a token issued to it, or a token addressed to a resource its
+approval names it the relying service *of* (``Approval.serves``): a role an administrator
+grants, distinct from being approved to *call* that resource (``Approval.audiences``), which
+must not let one agent read another's ``sub``, owner and task. Anything else, and every
+expired, revoked or unknown token, or one whose client is no longer active, answers
+``{"active": false}`` (§2.2).
 """
 from __future__ import annotations
 
@@ -58,7 +61,7 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):
         return PresentedToken(claims, row) if row is not None else None
 
     def check_permission(self, token, client, request):
-        return token.check_client(client) or bool(set(token.row.audience) & set(client.approval.audiences))
+        return token.check_client(client) or bool(set(token.row.audience) & set(client.approval.serves or ()))
 
     def introspect_token(self, token):
         """§2.2: the token's own claims, which are what a relying service would read offline."""

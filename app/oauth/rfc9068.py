@@ -41,7 +41,10 @@ def mint(*, client_id: str, subject: str, scopes: list[str], audience: list[str]
          parent_jti: str | None = None, task_id: str | None = None) -> Minted:
     """Sign an access token with the active key and give (not write) its ``issued_token`` row."""
     kid, alg, key = current_app.extensions["ostiary.keys"].signer()
-    now = int(clock.timestamp())
+    # The row keeps the exact issuance time: a token issued in the second of a suspension but
+    # after a reactivation must compare as later than ``Client.tokens_not_before``.
+    issued_at = clock.timestamp()
+    now = int(issued_at)
     jti = new_jti()
     claims = {
         "iss": current_app.config["ISSUER"], "sub": subject,
@@ -54,7 +57,7 @@ def mint(*, client_id: str, subject: str, scopes: list[str], audience: list[str]
     token = jwt.encode({"typ": TOKEN_TYPE, "alg": alg, "kid": kid}, claims, key, algorithms=[alg])
     row = {"jti": jti, "client_id": client_id, "subject": subject, "scope": claims["scope"],
            "audience": list(audience), "grant_type": grant_type, "parent_jti": parent_jti,
-           "task_id": task_id, "issued_at": _at(now), "expires_at": _at(now + ttl)}
+           "task_id": task_id, "issued_at": _at(issued_at), "expires_at": _at(now + ttl)}
     return Minted(token, claims, row)
 
 
@@ -67,7 +70,7 @@ def new_jti() -> str:
     return f"{int(clock.timestamp() * 1_000_000):014x}{secrets.token_urlsafe(16)}"
 
 
-def _at(timestamp: int) -> datetime:
+def _at(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, tz=timezone.utc)
 
 

@@ -17,20 +17,24 @@ log = logging.getLogger(__name__)
 
 
 class TokenRecord(NamedTuple):
-    """An issued token's row, with its client's status and approval expiry: plain values."""
+    """An issued token's row, with its client's standing: plain values."""
     jti: str
     client_id: str
     scope: str
     audience: list
     task_id: str | None
+    issued_at: datetime
     expires_at: datetime
     revoked_at: datetime | None
     client_status: str
+    client_tokens_not_before: datetime | None
     approval_expires_at: datetime | None
 
 
 _TOKEN, _CLIENT, _APPROVAL = IssuedToken.__table__, Client.__table__, Approval.__table__
-_TOKEN_COLUMNS = [*(_TOKEN.c[name] for name in TokenRecord._fields[:7]), _CLIENT.c.status, _APPROVAL.c.expires_at]
+_N_TOKEN = 8  # the fields of TokenRecord read from the token's own row
+_TOKEN_COLUMNS = [*(_TOKEN.c[name] for name in TokenRecord._fields[:_N_TOKEN]), _CLIENT.c.status,
+                  _CLIENT.c.tokens_not_before, _APPROVAL.c.expires_at]
 _TOKEN_FROM = (_TOKEN.join(_CLIENT, _CLIENT.c.client_id == _TOKEN.c.client_id)
                .outerjoin(_APPROVAL, _APPROVAL.c.id == _CLIENT.c.approval_id))
 LOOKUP = select(*_TOKEN_COLUMNS).select_from(_TOKEN_FROM).where(_TOKEN.c.jti == bindparam("jti"))
@@ -63,10 +67,13 @@ def lookup_with_caller(jti: str | None, caller_id: str) -> tuple[TokenRecord | N
 
 
 def inactive_reason(token: TokenRecord) -> str | None:
-    """Why the token is not active (RFC 7662 §2.2), or None if it is: revoked, expired, or its
-    client's standing (``status.standing``)."""
+    """Why the token is not active (RFC 7662 §2.2), or None if it is: revoked, issued before its
+    client last stopped being active (``Client.tokens_not_before``), expired, or its client's
+    standing (``status.standing``)."""
     if token.revoked_at is not None:
         return "revoked"
+    if token.client_tokens_not_before is not None and token.issued_at <= token.client_tokens_not_before:
+        return "revoked: issued before the client was suspended or sent back to review"
     if token.expires_at <= clock.now():
         return "expired"
     return standing(token.client_status, token.approval_expires_at)

@@ -43,9 +43,10 @@ def _ts(value: datetime | None) -> str | None:
 def client_summary(client: Client) -> dict:
     approval = client.approval
     return {
-        "client_id": client.client_id, "status": client.status, "status_reason": client.status_reason,
-        "client_name": client.client_name, "provenance": client.provenance,
+        "client_id": client.client_id, "version": client.version, "status": client.status,
+        "status_reason": client.status_reason, "client_name": client.client_name, "provenance": client.provenance,
         "publisher": client.publisher.issuer if client.publisher else None, "software_id": client.software_id,
+        "signed_fields": client.signed_fields or [],
         "registered_from": client.registered_from, "created_at": _ts(client.created_at),
         "pending_expires_at": _ts(client.pending_expires_at), "review_flags": client.review_flags or [],
         "token_endpoint_auth_method": client.token_endpoint_auth_method,
@@ -53,7 +54,8 @@ def client_summary(client: Client) -> dict:
         "requested_audiences": (client.client_metadata or {}).get("audiences"),
         "approval": None if approval is None else {
             "owner": approval.owner, "purpose": approval.purpose, "scopes": approval.scopes,
-            "audiences": approval.audiences, "max_token_ttl": approval.max_token_ttl,
+            "audiences": approval.audiences, "serves": approval.serves or [],
+            "max_token_ttl": approval.max_token_ttl,
             "expires_at": _ts(approval.expires_at), "review_at": _ts(approval.review_at),
             "assurance_level": approval.assurance_level, "proofing_method": approval.proofing_method,
             "evidence": approval.evidence, "proofed_by": approval.proofed_by,
@@ -98,11 +100,13 @@ def registration_show(client_id, as_json):
     item["metadata"] = client.client_metadata
     item["related"] = [{"client_id": c.client_id, "status": c.status, "provenance": c.provenance}
                        for c in service.related(client)]
+    item["same_statement"] = [{"client_id": c.client_id, "status": c.status, "registered_from": c.registered_from}
+                              for c in service.same_statement(client)]
     if as_json:
         click.echo(json.dumps(item, indent=2))
         return
     for name, value in item.items():
-        if name in ("metadata", "approval", "related"):
+        if name in ("metadata", "approval", "related", "same_statement"):
             continue
         shown = escape_display(value) if isinstance(value, str) else value
         click.echo(f"{name + ':':<27} {shown}")
@@ -112,6 +116,10 @@ def registration_show(client_id, as_json):
         click.echo("approval:")
         for name, value in item["approval"].items():
             click.echo(f"  {name + ':':<25} {escape_display(value) if isinstance(value, str) else value}")
+    if item["same_statement"]:
+        click.echo("REVIEW: the same software statement was presented by other registrations:")
+        for other in item["same_statement"]:
+            click.echo(f"  {other['status']:<9} {other['client_id']} from {other['registered_from']}")
     if item["related"]:
         click.echo(f"same software_id ({client.software_id}):")
         for rel in item["related"]:
@@ -120,11 +128,16 @@ def registration_show(client_id, as_json):
 
 @registration_group.command("approve")
 @click.argument("client_id")
+@click.option("--version", "version", type=int, required=True,
+              help="The registration version you reviewed (`registration show`); refused if it changed since.")
 @click.option("--owner", required=True, help="Accountable person or team.")
 @click.option("--purpose", required=True)
 @click.option("--scope", "scopes", required=True, multiple=True, help='Scopes, e.g. --scope "read write".')
 @click.option("--audience", "audiences", multiple=True,
               help="Resource URI (repeatable); default: the audiences the client requested.")
+@click.option("--serves", multiple=True,
+              help="Resource URI this client is the relying service of (repeatable): it may introspect "
+                   "tokens addressed to it.")
 @click.option("--assurance", type=int, default=1, show_default=True)
 @click.option("--proofing-method", default="owner_attestation", show_default=True)
 @click.option("--evidence", help="Reference to the proofing evidence (ticket, document id).")
@@ -132,8 +145,8 @@ def registration_show(client_id, as_json):
 @click.option("--review", help=f"YYYY-MM-DD (default: {DEFAULT_REVIEW_DAYS} days, not after --expires).")
 @click.option("--max-token-ttl", type=int, help="Seconds (default: OSTIARY_ACCESS_TOKEN_TTL).")
 @with_appcontext
-def registration_approve(client_id, owner, purpose, scopes, audiences, assurance, proofing_method, evidence,
-                         expires, review, max_token_ttl):
+def registration_approve(client_id, version, owner, purpose, scopes, audiences, serves, assurance,
+                         proofing_method, evidence, expires, review, max_token_ttl):
     client = db.session.get(Client, client_id)
     if client is None:
         fail(f"no client {client_id!r}")
@@ -143,14 +156,14 @@ def registration_approve(client_id, owner, purpose, scopes, audiences, assurance
     audiences = list(audiences) or list((client.client_metadata or {}).get("audiences", []))
     try:
         approval = lifecycle.approve(
-            client_id, owner=owner, purpose=purpose, scopes=" ".join(scopes).split(), audiences=audiences,
-            max_token_ttl=max_token_ttl or current_app.config["ACCESS_TOKEN_TTL"], expires_at=expires_at,
+            client_id, version=version, owner=owner, purpose=purpose, scopes=" ".join(scopes).split(),
+            audiences=audiences, serves=list(serves), max_token_ttl=max_token_ttl or current_app.config["ACCESS_TOKEN_TTL"], expires_at=expires_at,
             review_at=review_at, assurance_level=assurance, proofing_method=proofing_method,
             evidence=evidence, actor=cli_actor())
     except lifecycle.LifecycleError as exc:
         fail(str(exc))
     click.echo(f"approved {client_id}: scopes {' '.join(approval.scopes)}, audiences "
-               f"{' '.join(approval.audiences)}, expires {approval.expires_at.date()}, "
+               f"{' '.join(approval.audiences)}{', serves ' + ' '.join(approval.serves) if approval.serves else ''}, expires {approval.expires_at.date()}, "
                f"review {approval.review_at.date()}")
 
 
@@ -238,8 +251,10 @@ def publisher_group():
 @click.option("--assurance", type=int, default=1, show_default=True,
               help="Assurance level its statements carry (config/scopes.toml).")
 @click.option("--alg", "algorithms", multiple=True, help="Allowed algorithm (repeatable); default from the keys.")
+@click.option("--require-jti", is_flag=True,
+              help="Accept each of its statements once: they must carry a jti, and a second use is refused.")
 @with_appcontext
-def publisher_add(issuer, jwks_file, jwks_uri, assurance, algorithms):
+def publisher_add(issuer, jwks_file, jwks_uri, assurance, algorithms, require_jti):
     jwks = None
     if jwks_file:
         try:
@@ -248,11 +263,13 @@ def publisher_add(issuer, jwks_file, jwks_uri, assurance, algorithms):
             fail(f"cannot read {jwks_file}: {exc}")
     try:
         pub = publishers.add(issuer, jwks=jwks, jwks_uri=jwks_uri, assurance_level=assurance,
-                             algorithms=list(algorithms) or None, actor=cli_actor())
+                             algorithms=list(algorithms) or None, require_jti=require_jti,
+                             actor=cli_actor())
     except publishers.PublisherError as exc:
         fail(str(exc))
     click.echo(f"added publisher {pub.issuer} (assurance {pub.assurance_level}, "
-               f"algorithms {', '.join(pub.algorithms)})")
+               f"algorithms {', '.join(pub.algorithms)}"
+               f"{', each statement once' if pub.require_jti else ''})")
 
 
 @publisher_group.command("list")
@@ -261,13 +278,15 @@ def publisher_add(issuer, jwks_file, jwks_uri, assurance, algorithms):
 def publisher_list(as_json):
     items = [{"issuer": p.issuer, "assurance_level": p.assurance_level, "algorithms": p.algorithms,
               "jwks_uri": p.jwks_uri, "keys": len(p.jwks["keys"]) if p.jwks else None,
-              "created_at": _ts(p.created_at)} for p in publishers.all_publishers()]
+              "require_jti": p.require_jti, "created_at": _ts(p.created_at)} for p in publishers.all_publishers()]
     if as_json:
         click.echo(json.dumps(items, indent=2))
         return
     for item in items:
         source = item["jwks_uri"] or f"{item['keys']} key(s)"
-        click.echo(f"{item['issuer']}  assurance {item['assurance_level']}  {','.join(item['algorithms'])}  {source}")
+        once = "  once-only jti" if item["require_jti"] else ""
+        click.echo(f"{item['issuer']}  assurance {item['assurance_level']}  {','.join(item['algorithms'])}  "
+                   f"{source}{once}")
 
 
 @publisher_group.command("remove")

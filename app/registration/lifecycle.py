@@ -1,7 +1,12 @@
-"""The approval lifecycle of a client (DESIGN.md, "The life of an identity").
+"""The approval lifecycle of a client (docs/design.md, "The life of an identity").
 
     pending --approve--> active --suspend--> suspended --reactivate--> active
     pending --deny--> denied;  active/suspended --expiry passes--> expired;  any --retire--> retired
+    active --an update that needs a new review--> pending
+
+Whenever a client stops being active its ``tokens_not_before`` moves to now: no token issued
+before a suspension, a return to review, expiry or retirement is valid again, even once the
+client is active again.
 
 Each transition is one function here: it validates, changes the rows, records
 the audit event in the same transaction and commits. The console, the CLI, the
@@ -18,6 +23,7 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from .. import audit, clock, hashing
+from ..audit import trail
 from ..extensions import db
 from ..models import Approval, Client, IssuedToken
 from ..models.client import ACTIVE, DENIED, EXPIRED, PENDING, RETIRED, SUSPENDED
@@ -43,18 +49,32 @@ def get_client(client_id: str, *, lock: bool = False) -> Client:
     return client
 
 
-def approve(client_id: str, *, owner: str, purpose: str, scopes: list[str], audiences: list[str],
-            max_token_ttl: int, expires_at: datetime, review_at: datetime, assurance_level: int,
-            proofing_method: str, evidence: str | None, actor: str) -> Approval:
-    """pending -> active, with the approval record (who proofed it, how, what it may do)."""
+def approve(client_id: str, *, version: int, owner: str, purpose: str, scopes: list[str],
+            audiences: list[str], max_token_ttl: int, expires_at: datetime, review_at: datetime,
+            assurance_level: int, proofing_method: str, evidence: str | None, actor: str,
+            serves: list[str] = ()) -> Approval:
+    """pending -> active, with the approval record (who proofed it, how, what it may do).
+
+    ``version`` is the version of the registration the approver reviewed: if the client has
+    changed its metadata since, the approval is refused, naming what changed, so nothing is
+    approved that nobody saw. ``serves``: the resource identifiers the client is the relying
+    service of, which lets it introspect tokens addressed to them (RFC 7662 §4)."""
     client = _in_status(client_id, (PENDING,), "approved")
+    if version != client.version:
+        changed = changes_since(client, version if isinstance(version, int) else 0)
+        raise LifecycleError(
+            f"the registration changed after version {version} was reviewed (it is now version "
+            f"{client.version}; changed: {', '.join(changed) or 'its metadata'}); review it again")
     scopes, audiences = list(dict.fromkeys(scopes or [])), list(dict.fromkeys(audiences or []))
+    serves = list(dict.fromkeys(serves or []))
     _check_approval(client, owner=owner, purpose=purpose, scopes=scopes, audiences=audiences,
                     max_token_ttl=max_token_ttl, expires_at=expires_at, review_at=review_at,
                     assurance_level=assurance_level, proofing_method=proofing_method)
+    for resource in serves:
+        _check_resource(resource, "resource server identifier")
     now = clock.now()
     approval = Approval(client_id=client.client_id, owner=owner.strip(), purpose=purpose.strip(),
-                        scopes=scopes, audiences=audiences, max_token_ttl=int(max_token_ttl),
+                        scopes=scopes, audiences=audiences, serves=serves, max_token_ttl=int(max_token_ttl),
                         expires_at=expires_at, review_at=review_at, assurance_level=int(assurance_level),
                         proofing_method=proofing_method, evidence=evidence or None, proofed_by=actor,
                         approved_by=actor, approved_at=now)
@@ -64,13 +84,24 @@ def approve(client_id: str, *, owner: str, purpose: str, scopes: list[str], audi
     _set_status(client, ACTIVE, None, now)
     client.pending_expires_at = None
     audit.record("client.approved", actor, client_id=client.client_id, decision="allow", data={
-        "approval_id": approval.id, "owner": approval.owner, "scopes": scopes, "audiences": audiences,
+        "approval_id": approval.id, "version": client.version, "owner": approval.owner, "scopes": scopes,
+        "audiences": audiences, "serves": serves, "signed_fields": client.signed_fields or [],
         "max_token_ttl": approval.max_token_ttl, "expires_at": expires_at.isoformat(),
         "review_at": review_at.isoformat(), "assurance_level": approval.assurance_level,
         "proofing_method": proofing_method, "evidence": approval.evidence})
     db.session.commit()
     log.info("client %r approved by %r", client.client_id, actor)
     return approval
+
+
+def changes_since(client: Client, version: int) -> list[str]:
+    """The metadata names changed after ``version`` of the registration, from the audit trail."""
+    changed: set[str] = set()
+    query = trail.matching(client_id=client.client_id, event_type="client.updated")
+    for event in db.session.execute(query).scalars():
+        if (event.data or {}).get("version", 0) > version:
+            changed.update(event.data.get("changed") or [])
+    return sorted(changed)
 
 
 def deny(client_id: str, *, reason: str, actor: str) -> Client:
@@ -139,6 +170,13 @@ def rotate_secret(client_id: str, *, actor: str) -> tuple[str, datetime]:
     return secret, expires_at
 
 
+def back_to_review(client: Client, reason: str, now: datetime) -> None:
+    """active -> pending (no commit: for the RFC 7592 update, which audits the change): the
+    client asked for more than its approval, or changed how it is recognised."""
+    _set_status(client, PENDING, reason, now)
+    client.pending_expires_at = now + timedelta(seconds=current_app.config["PENDING_TTL"])
+
+
 def new_secret(client: Client) -> tuple[str, datetime]:
     """Set a fresh secret on ``client`` (no commit: for register() and rotate_secret())."""
     secret = hashing.generate()
@@ -194,8 +232,11 @@ def _in_status(client_id: str, allowed: tuple[str, ...], verb: str) -> Client:
 
 
 def _set_status(client: Client, status: str, reason: str | None, now: datetime | None = None) -> None:
+    now = now or clock.now()
+    if client.status == ACTIVE and status != ACTIVE:
+        client.tokens_not_before = now
     client.status, client.status_reason = status, reason
-    client.updated_at = now or clock.now()
+    client.updated_at = now
 
 
 def _required(value: str | None, what: str) -> str:
@@ -204,6 +245,12 @@ def _required(value: str | None, what: str) -> str:
     if len(value) > 2000:
         raise LifecycleError(f"{what} is too long (2000 characters at most)")
     return value.strip()
+
+
+def _check_resource(value, what: str) -> None:
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if not parts or not parts.scheme or not parts.netloc or parts.fragment:
+        raise LifecycleError(f"{what} {value!r} is not an absolute URI without a fragment (RFC 8707 §2)")
 
 
 def _check_approval(client: Client, *, owner, purpose, scopes, audiences, max_token_ttl, expires_at,
@@ -226,9 +273,7 @@ def _check_approval(client: Client, *, owner, purpose, scopes, audiences, max_to
     if not audiences:
         raise LifecycleError("at least one audience (resource URI) must be approved")
     for aud in audiences:
-        parts = urlsplit(aud) if isinstance(aud, str) else None
-        if not parts or not parts.scheme or not parts.netloc or parts.fragment:
-            raise LifecycleError(f"audience {aud!r} is not an absolute URI without a fragment (RFC 8707 §2)")
+        _check_resource(aud, "audience")
     if not isinstance(max_token_ttl, int) or not 1 <= max_token_ttl <= MAX_TOKEN_TTL_CEILING:
         raise LifecycleError(f"max token lifetime must be 1 to {MAX_TOKEN_TTL_CEILING} seconds")
     now = clock.now()

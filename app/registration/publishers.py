@@ -25,7 +25,9 @@ class PublisherError(ValueError):
 
 
 def add(issuer: str, *, jwks: dict | None = None, jwks_uri: str | None = None, assurance_level: int = 1,
-        algorithms: list[str] | None = None, actor: str) -> Publisher:
+        algorithms: list[str] | None = None, require_jti: bool = False, actor: str) -> Publisher:
+    """A trusted publisher. ``require_jti``: its statements must carry a ``jti``, and each is
+    accepted once (a statement is a bearer artefact: anyone holding a copy can present it)."""
     if not isinstance(issuer, str) or not issuer.strip() or len(issuer) > 255 or not issuer.isprintable():
         raise PublisherError("the issuer must be a printable string of at most 255 characters")
     if (jwks is None) == (jwks_uri is None):
@@ -50,11 +52,13 @@ def add(issuer: str, *, jwks: dict | None = None, jwks_uri: str | None = None, a
     else:
         raise PublisherError("a publisher given by jwks_uri needs its algorithms (--alg)")
     publisher = Publisher(issuer=issuer, jwks=jwks, jwks_uri=jwks_uri, algorithms=list(algorithms),
-                          assurance_level=assurance_level, created_at=clock.now())
+                          assurance_level=assurance_level, require_jti=bool(require_jti),
+                          created_at=clock.now())
     db.session.add(publisher)
     audit.record("publisher.added", actor, data={"issuer": issuer, "jwks_uri": jwks_uri,
                                                  "algorithms": list(algorithms),
-                                                 "assurance_level": assurance_level})
+                                                 "assurance_level": assurance_level,
+                                                 "require_jti": bool(require_jti)})
     db.session.commit()
     return publisher
 

@@ -6,7 +6,6 @@ the audit event are one transaction.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
@@ -60,15 +59,16 @@ def register(metadata: dict, *, address: str | None, initial_access_token: str |
         raise InvalidTokenError("registration here needs a valid initial access token in the "
                                 "Authorization header (Bearer)" if not initial_access_token else
                                 "the initial access token is unknown, expired or used up")
-    publisher, verified = None, {}
+    statement = None
     if metadata.get("software_statement") is not None:
-        publisher, verified = statements.verify(metadata["software_statement"])
+        statement = statements.verify(metadata["software_statement"])
     elif policy == "software_statement":
         raise InvalidSoftwareStatementError("registration here needs a software_statement from a "
                                             "trusted publisher")
+    publisher = statement.publisher if statement else None
     # RFC 7591 §2.3: values in the statement take precedence over the same plain fields.
     merged = {k: v for k, v in metadata.items() if k != "software_statement"}
-    merged.update(verified)
+    merged.update(statement.metadata if statement else {})
     clean, flags = validate(merged)
     now = clock.now()
     _check_pending_caps(address, publisher, now)
@@ -82,19 +82,23 @@ def register(metadata: dict, *, address: str | None, initial_access_token: str |
                     software_id=clean.get("software_id"),
                     software_statement=metadata.get("software_statement") if publisher else None,
                     publisher_id=publisher.id if publisher else None, registered_from=address,
-                    review_flags=flags)
+                    signed_fields=_signed(statement, clean), statement_digest=statement and statement.digest,
+                    review_flags=flags, version=1)
     secret = None
     if client.token_endpoint_auth_method in lifecycle.SECRET_METHODS:
         secret, _ = lifecycle.new_secret(client)
     token = hashing.generate()
     client.registration_token_hash = hashing.hash_secret(token)
     db.session.add(client)
+    if statement is not None:
+        statements.spend(statement)
     if policy == "initial_access_token" and not iat.take_use(initial_access_token):
         db.session.rollback()
         raise InvalidTokenError("the initial access token is unknown, expired or used up")
     audit.record("client.registered", f"client:{client.client_id}", client_id=client.client_id, data={
         "client_name": client.client_name, "provenance": client.provenance,
         "publisher": publisher.issuer if publisher else None, "software_id": client.software_id,
+        "signed_fields": client.signed_fields, "statement_sha256": client.statement_digest,
         "token_endpoint_auth_method": client.token_endpoint_auth_method, "scope": clean.get("scope"),
         "review_flags": flags, "initial_access_token": policy == "initial_access_token"})
     # Read before the commit, which expires the client: read after it, it would be loaded again
@@ -103,8 +107,8 @@ def register(metadata: dict, *, address: str | None, initial_access_token: str |
     logged = (client.client_id, address, client.provenance)
     db.session.commit()
     log.info("client %r registered from %s (%s)", *logged)
-    if publisher is not None and config["AUTO_APPROVE"]:
-        _auto_approve(client)
+    if statement is not None and config["AUTO_APPROVE"]:
+        _auto_approve(client, statement)
         response = client_info(client, client_secret=secret, registration_access_token=token)
     return Registration(client, secret, token, response)
 
@@ -151,9 +155,13 @@ def client_info(client: Client, *, client_secret: str | None = None,
 def update(client: Client, metadata: dict) -> Client:
     """RFC 7592 §2.2: replace the metadata, validated as strictly as registration.
 
-    A client never changes its own status, approval, client_id or software_id.
-    An active client that asks for more than its approval (scopes, audiences,
-    grant types) goes back to pending for a new review.
+    A client never changes its own status, approval, client_id or software_id. Values a
+    publisher signed (``signed_fields``) change only with a new valid statement of the same
+    publisher and software_id (RFC 7591 §2.3: statement values take precedence); left out of
+    the request, they stay. An active client goes back to pending, for a new review, when it
+    asks for more than its approval (scopes, audiences, grant types) or changes how it is
+    recognised (keys, key URI, redirect URIs) with values no new statement signs. Every change
+    raises the registration's ``version``, so an approval of what was reviewed before fails.
     """
     if not isinstance(metadata, dict):
         raise InvalidRequestError("the request body must be a JSON object of client metadata")
@@ -169,31 +177,43 @@ def update(client: Client, metadata: dict) -> Client:
             raise InvalidClientMetadataError(f"{name} is set by the server and cannot be changed")
     if "client_secret" in metadata and not hashing.verify(metadata["client_secret"], client.secret_hash):
         raise InvalidClientMetadataError("client_secret does not match; a client cannot choose its secret")
-    verified = {}
+    statement = None
     if metadata.get("software_statement") is not None:
-        publisher, verified = statements.verify(metadata["software_statement"])
-        if publisher.id != client.publisher_id or verified.get("software_id") != client.software_id:
+        statement = statements.verify(metadata["software_statement"])
+        if statement.publisher.id != client.publisher_id or statement.metadata.get("software_id") != client.software_id:
             raise InvalidSoftwareStatementError("the statement is not from this client's publisher "
                                                 "and software_id")
+    before = client.client_metadata or {}
     merged = {k: v for k, v in metadata.items() if k not in READ_ONLY and k != "software_statement"}
-    merged.update(verified)
+    if statement is not None:
+        merged.update(statement.metadata)
+    else:
+        _keep_signed(client, merged)
     if client.software_id:
         merged["software_id"] = client.software_id
     clean, flags = validate(merged)
+    if statement is None:
+        _check_signed_unchanged(client, before, clean)
     if clean["token_endpoint_auth_method"] != client.token_endpoint_auth_method:
         raise InvalidClientMetadataError("token_endpoint_auth_method cannot be changed; register a new client")
-    widened = _widening(client, clean)
-    before = client.client_metadata or {}
     changed = sorted(k for k in set(before) | set(clean) if before.get(k) != clean.get(k))
+    signed = _signed(statement, clean) if statement is not None else list(client.signed_fields or [])
+    back_to_review = _widening(client, clean) or _recognition_changed(client, before, clean, signed, statement)
     now = clock.now()
-    client.client_metadata, client.client_name = clean, clean.get("client_name")
+    if statement is not None:
+        statements.spend(statement)
+        client.software_statement, client.statement_digest = metadata["software_statement"], statement.digest
+    if changed or statement is not None:
+        client.version += 1
+    client.client_metadata, client.client_name, client.signed_fields = clean, clean.get("client_name"), signed
     client.jwks, client.jwks_uri, client.review_flags = clean.get("jwks"), clean.get("jwks_uri"), flags
     client.updated_at = now
-    if widened:
-        client.status, client.status_reason = PENDING, f"update asks for more than approved: {widened}"
-        client.pending_expires_at = now + timedelta(seconds=current_app.config["PENDING_TTL"])
-    audit.record("client.updated", f"client:{client.client_id}", client_id=client.client_id,
-                 data={"changed": changed, "back_to_pending": widened or None, "review_flags": flags})
+    if back_to_review:
+        lifecycle.back_to_review(client, f"update needs a new review: {back_to_review}", now)
+    audit.record("client.updated", f"client:{client.client_id}", client_id=client.client_id, data={
+        "changed": changed, "version": client.version, "back_to_pending": back_to_review or None,
+        "review_flags": flags, "signed_fields": signed,
+        "statement_sha256": statement.digest if statement is not None else None})
     db.session.commit()
     return client
 
@@ -211,6 +231,62 @@ def related(client: Client) -> list[Client]:
     return list(db.session.execute(
         select(Client).where(Client.software_id == client.software_id, Client.client_id != client.client_id)
         .order_by(Client.created_at)).scalars())
+
+
+def same_statement(client: Client) -> list[Client]:
+    """Other registrations that presented the very same software statement (a replayed copy)."""
+    if not client.statement_digest:
+        return []
+    return list(db.session.execute(
+        select(Client).where(Client.statement_digest == client.statement_digest,
+                             Client.client_id != client.client_id).order_by(Client.created_at)).scalars())
+
+
+def _signed(statement, clean: dict) -> list[str]:
+    """The names of the stored metadata values that ``statement`` signed."""
+    if statement is None:
+        return []
+    return sorted(k for k in statement.metadata if k in clean)
+
+
+def _keep_signed(client: Client, merged: dict) -> None:
+    """An update without a statement: signed values it leaves out stay as signed. A key set
+    that was signed pins both ways of giving keys (``jwks`` and ``jwks_uri``)."""
+    signed = set(client.signed_fields or [])
+    stored = client.client_metadata or {}
+    if signed & set(statements.KEY_FIELDS):
+        for name in statements.KEY_FIELDS:
+            if name not in stored and merged.get(name) is not None:
+                raise InvalidClientMetadataError(
+                    f"{name} cannot be set: the key set was signed by the publisher's software statement; "
+                    "send a new statement of the same publisher and software_id to change it")
+    for name in signed:
+        if name not in merged and name in stored:
+            merged[name] = stored[name]
+
+
+def _check_signed_unchanged(client: Client, before: dict, clean: dict) -> None:
+    """RFC 7591 §2.3: a value a publisher signed is changed only by a new statement."""
+    changed = sorted(name for name in client.signed_fields or [] if clean.get(name) != before.get(name))
+    if changed:
+        raise InvalidClientMetadataError(
+            f"{', '.join(changed)} {'was' if len(changed) == 1 else 'were'} signed by the publisher's software "
+            "statement; send a new statement of the same publisher and software_id to change "
+            f"{'it' if len(changed) == 1 else 'them'}")
+
+
+RECOGNITION = ("jwks", "jwks_uri", "redirect_uris", "token_endpoint_auth_method", "token_endpoint_auth_signing_alg")
+
+
+def _recognition_changed(client: Client, before: dict, clean: dict, signed: list[str], statement) -> str | None:
+    """The ways the client is recognised (keys, key URI, redirect URIs, authentication method)
+    that an update of an active client changes with values no new statement signs: whoever
+    holds the registration access token could otherwise swap in their own key unreviewed."""
+    if client.status != ACTIVE:
+        return None
+    vouched = set(signed) if statement is not None else set()
+    changed = [name for name in RECOGNITION if before.get(name) != clean.get(name) and name not in vouched]
+    return f"{', '.join(changed)} changed" if changed else None
 
 
 def _widening(client: Client, clean: dict) -> str | None:
@@ -244,26 +320,30 @@ def _at_cap(whose, cap: int, now) -> bool:
     return db.session.scalar(select(func.count()).select_from(pending.subquery())) >= cap
 
 
-def _auto_approve(client: Client) -> None:
+def _auto_approve(client: Client, statement: statements.Verified) -> None:
     """The auto-approval policy (AUTO_APPROVE, off by default): a statement from a trusted publisher
-    whose assurance level covers every requested scope is approved, naming the policy as approver."""
+    that names this server, binds the key set or is accepted once (``Verified.may_auto_approve``),
+    and whose assurance level covers every requested scope is approved, naming the policy as
+    approver."""
     config, publisher, meta = current_app.config, client.publisher, client.client_metadata
     scopes, audiences = meta.get("scope", "").split(), meta.get(AUDIENCES, [])
     cat = catalogue.current()
+    if why := statement.may_auto_approve():
+        log.info("client %r left pending: auto-approval refused: %s", client.client_id, why)
+        return
     if not scopes or not audiences or cat.unknown(scopes) or cat.above(scopes, publisher.assurance_level):
         log.info("client %r left pending: auto-approval needs scopes within assurance %d and audiences",
                  client.client_id, publisher.assurance_level)
         return
     expires_at = clock.in_(config["AUTO_APPROVE_TTL"])
-    digest = hashlib.sha256(client.software_statement.encode()).hexdigest()
     try:
         lifecycle.approve(
-            client.client_id, owner=publisher.issuer,
+            client.client_id, version=client.version, owner=publisher.issuer,
             purpose=f"{client.client_name or client.software_id} ({client.software_id}), "
                     f"software statement from {publisher.issuer}",
             scopes=scopes, audiences=audiences, max_token_ttl=int(config["ACCESS_TOKEN_TTL"]),
             expires_at=expires_at, review_at=expires_at, assurance_level=publisher.assurance_level,
-            proofing_method="software_statement", evidence=f"software_statement sha256:{digest}",
+            proofing_method="software_statement", evidence=f"software_statement sha256:{statement.digest}",
             actor=AUTO_APPROVER)
     except lifecycle.LifecycleError as exc:
         db.session.rollback()

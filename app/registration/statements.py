@@ -7,19 +7,29 @@ publisher's asymmetric algorithms only. A key the statement names itself
 vouch for themselves. Authlib's RFC 7591 endpoint only checks the signature;
 the claim checks here (``iss`` known, ``iat``/``exp``/``nbf`` sane, ``aud`` if
 present names us, ``software_id`` present) are ours.
+
+A statement is a bearer artefact: anyone who holds a copy can present it (RFC 7591 §2.3
+leaves replay to the server). So what it proves is the values it signs, not who sent it:
+those values are pinned on the client (``Client.signed_fields``) and only a new statement
+of the same publisher and ``software_id`` changes them; a publisher configured with
+``require_jti`` has each statement accepted once; and auto-approval asks more of a
+statement than registration does (``Verified.may_auto_approve``).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+from dataclasses import dataclass
 
 from flask import current_app
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
+from sqlalchemy.dialects import postgresql, sqlite
 
 from .. import clock, fetch
 from ..extensions import db
-from ..models import Publisher
+from ..models import Publisher, StatementJti
 from . import publishers
 from .errors import InvalidSoftwareStatementError, UnapprovedSoftwareStatementError
 from .keys import ASYMMETRIC_ALGS, KeySetError
@@ -30,10 +40,37 @@ MAX_LENGTH = 16 * 1024
 LEEWAY = 60  # seconds of clock skew tolerated on iat / nbf
 # JWT claims that describe the statement itself, not the client (RFC 7519 §4.1).
 RESERVED = {"iss", "sub", "aud", "iat", "exp", "nbf", "jti"}
+KEY_FIELDS = ("jwks", "jwks_uri")
 
 
-def verify(statement) -> tuple[Publisher, dict]:
-    """Returns (publisher, client metadata claims) or raises an RFC 7591 §3.2.2 error."""
+@dataclass(frozen=True)
+class Verified:
+    """A statement that verified: its publisher, the client metadata it signs, and what it
+    says about itself."""
+
+    publisher: Publisher
+    metadata: dict          # the signed client metadata claims (RFC 7591 §2.3)
+    names_us: bool          # its aud names this server
+    jti: str | None
+    digest: str             # SHA-256 of the statement, to show one statement used twice
+
+    @property
+    def signs_keys(self) -> bool:
+        return any(self.metadata.get(name) is not None for name in KEY_FIELDS)
+
+    def may_auto_approve(self) -> str | None:
+        """Why this statement is not enough for auto-approval, or None. A copy of a statement
+        must not become an active client with the copier's credentials: it has to be meant
+        for this server (``aud``) and either bind the key set or be accepted only once."""
+        if not self.names_us:
+            return "the statement's aud does not name this server"
+        if not self.signs_keys and not self.publisher.require_jti:
+            return "the statement signs no key set and its publisher does not require a once-only jti"
+        return None
+
+
+def verify(statement) -> Verified:
+    """The verified statement, or raises an RFC 7591 §3.2.2 error."""
     if not isinstance(statement, str) or len(statement) > MAX_LENGTH or statement.count(".") != 2:
         raise InvalidSoftwareStatementError(f"software_statement must be a signed JWT (compact JWS) "
                                             f"of at most {MAX_LENGTH} characters")
@@ -69,7 +106,30 @@ def verify(statement) -> tuple[Publisher, dict]:
         raise InvalidSoftwareStatementError("software_statement signature does not verify with the keys "
                                             "of its publisher")
     _check_claims(claims)
-    return publisher, {k: v for k, v in claims.items() if k not in RESERVED}
+    jti = claims.get("jti")
+    if jti is not None and (not isinstance(jti, str) or not 0 < len(jti) <= 255):
+        raise InvalidSoftwareStatementError("software_statement jti must be a string of at most 255 characters")
+    if publisher.require_jti and jti is None:
+        raise InvalidSoftwareStatementError("statements of this publisher must carry a jti: each is accepted once")
+    # _check_claims refused an aud that does not name this server: present means it names us.
+    return Verified(publisher=publisher, metadata={k: v for k, v in claims.items() if k not in RESERVED},
+                    names_us=claims.get("aud") is not None, jti=jti,
+                    digest=hashlib.sha256(statement.encode()).hexdigest())
+
+
+def spend(verified: Verified) -> None:
+    """Spend the statement's jti in the caller's transaction, if its publisher accepts each
+    statement once; a second use is refused. The primary key makes it atomic across processes
+    and instances: a concurrent copy waits for the first to commit, then finds the row."""
+    if not verified.publisher.require_jti:
+        return
+    insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[db.session.get_bind().dialect.name]
+    spent = db.session.execute(
+        insert(StatementJti).values(publisher_id=verified.publisher.id, jti=verified.jti, used_at=clock.now())
+        .on_conflict_do_nothing().returning(StatementJti.jti)).first()
+    if spent is None:
+        raise InvalidSoftwareStatementError("software_statement was already used: this publisher's "
+                                            "statements are accepted once (jti)")
 
 
 def _verifies(statement: str, key, algorithms: list[str]) -> bool:

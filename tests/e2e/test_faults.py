@@ -60,7 +60,7 @@ def approved_client(server: Server) -> dict:
         made = register({"client_name": "under fire", "grant_types": ["client_credentials"],
                          "token_endpoint_auth_method": "client_secret_basic", "scope": "read"},
                         address="127.0.0.1")
-        lifecycle.approve(made.client.client_id, owner="team-agents", purpose="fault test", scopes=["read"],
+        lifecycle.approve(made.client.client_id, version=made.client.version, owner="team-agents", purpose="fault test", scopes=["read"],
                           audiences=[AUDIENCE], max_token_ttl=300, expires_at=clock.in_(86400),
                           review_at=clock.in_(3600), assurance_level=1, proofing_method="in_person",
                           evidence=None, actor="admin:e2e")
