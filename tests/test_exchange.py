@@ -76,7 +76,7 @@ def test_exchange_for_a_task_token(client):
     assert claims["task_id"] == body["task_id"]
     assert claims["authorization_details"] == body["authorization_details"] == [{
         "type": "agent_task", "intent": "summarize-reports", "actions": ["read"], "locations": [REPORTS],
-        "sensitivity": "public"}]
+        "datatypes": ["report"], "sensitivity": "public"}]
     row = db.session.get(IssuedToken, claims["jti"])
     assert row.parent_jti == claims_of(subject)["jti"] and row.task_id == body["task_id"]
     assert db.session.get(Task, body["task_id"]).intent == "summarize-reports"
@@ -263,6 +263,71 @@ def test_re_exchange_narrows_the_task(client):
                     task(actions=["read"], locations=[REPORTS], sensitivity="internal")):
         response = exchanged(agent, wide["access_token"], authorization_details=widened)
         assert response.get_json()["error"] == "invalid_authorization_details", widened
+
+
+FULL_TASK = {"type": "agent_task", "intent": "summarize-reports", "description": "weekly summary",
+             "actions": ["list", "read"], "locations": [REPORTS], "datatypes": ["report"],
+             "sensitivity": "internal"}
+
+
+@pytest.mark.parametrize("left_out", ["intent", "description", "actions", "locations", "datatypes",
+                                      "sensitivity"])
+def test_a_field_the_re_exchange_leaves_out_is_inherited_never_unbounded(client, left_out):
+    """RFC 9396 details of a task token: each field of agent_task the request omits is the
+    subject token's, so a re-exchange cannot shed a bound by not mentioning it."""
+    agent = agent_for(client)
+    wide = exchanged(agent, held_token(agent), authorization_details=json.dumps([FULL_TASK]))
+    assert wide.status_code == 200, wide.get_json()
+    asked = {k: v for k, v in FULL_TASK.items() if k != left_out}
+    again = exchanged(agent, wide.get_json()["access_token"], authorization_details=json.dumps([asked]))
+    assert again.status_code == 200, again.get_json()
+    assert claims_of(again.get_json()["access_token"])["authorization_details"] == [FULL_TASK]
+
+
+def test_a_delegate_is_not_inherited(client):
+    agent, worker = agent_for(client), agent_for(client)
+    delegating = exchanged(agent, held_token(agent), authorization_details=json.dumps(
+        [{**FULL_TASK, "delegate": worker.made.client_id}])).get_json()
+    again = exchanged(agent, delegating["access_token"], authorization_details=json.dumps([{"type": "agent_task"}]))
+    assert again.status_code == 200, again.get_json()
+    details = claims_of(again.get_json()["access_token"])["authorization_details"]
+    assert details == [FULL_TASK] and "may_act" not in claims_of(again.get_json()["access_token"])
+
+
+@pytest.mark.parametrize("narrowed, field, value", [
+    ({"actions": ["read"]}, "actions", ["read"]),
+    ({"sensitivity": "public"}, "sensitivity", "public"),
+    ({"locations": [REPORTS]}, "locations", [REPORTS]),
+])
+def test_a_field_the_re_exchange_names_narrows_only_that_field(client, narrowed, field, value):
+    agent = agent_for(client)
+    wide = exchanged(agent, held_token(agent), authorization_details=json.dumps([FULL_TASK])).get_json()
+    again = exchanged(agent, wide["access_token"], authorization_details=json.dumps([{"type": "agent_task",
+                                                                                       **narrowed}]))
+    details = claims_of(again.get_json()["access_token"])["authorization_details"][0]
+    assert details == {**FULL_TASK, field: value}
+
+
+@pytest.mark.parametrize("left_out", ["locations", "datatypes"])
+def test_a_first_exchange_must_name_what_the_rule_bounds(client, left_out):
+    """A rule that bounds locations (or datatypes) is not passed by leaving them out."""
+    agent = agent_for(client)
+    response = exchanged(agent, held_token(agent), authorization_details=task(**{left_out: None}))
+    body = response.get_json()
+    assert response.status_code == 400 and body["error"] == "invalid_authorization_details"
+    assert f"must name its {left_out}" in body["error_description"]
+
+
+def test_a_rule_without_a_bound_on_a_field_leaves_it_unnamed(client, app):
+    add_to_policy(app, '\n[[rule]]\nname = "open-notes"\nintents = ["take-notes"]\nclients = ["*"]\n'
+                       'scopes = ["read"]\nactions = ["read"]\nmax_ttl = 60\n')
+    agent = agent_for(client)
+    response = exchanged(agent, held_token(agent), authorization_details=task(
+        intent="take-notes", locations=None, datatypes=None))
+    assert response.status_code == 200, response.get_json()
+    named = task(intent="take-notes", datatypes=None)  # the rule allows no location at all
+    assert exchanged(agent, held_token(agent), authorization_details=named).get_json()["error"] == \
+        "invalid_authorization_details"
 
 
 def test_exchange_without_registering_for_it(client):

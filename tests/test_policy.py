@@ -30,7 +30,10 @@ intents = ["summarize-*"]
 
 
 def decide(policy, client="agent-1", owner="team-ops", scopes=("read",), **fields):
-    item = {"type": "agent_task", "intent": "summarize-week", "actions": ["read"], **fields}
+    """The decision on a task within RULE unless ``fields`` change it (None: leave the field out)."""
+    item = {"type": "agent_task", "intent": "summarize-week", "actions": ["read"],
+            "locations": ["https://api.example.com/reports/1"], "datatypes": ["report"], **fields}
+    item = {k: v for k, v in item.items() if v is not None}
     return policy.decide_task(client_id=client, owner=owner, task=agent_task.normalise(item), scopes=list(scopes))
 
 
@@ -56,6 +59,9 @@ def test_allowed_within_the_rule():
     ({"datatypes": ["salary"]}, "invalid_authorization_details", "datatypes salary"),
     ({"sensitivity": "restricted"}, "invalid_authorization_details", "sensitivity restricted"),
     ({"delegate": "orchestrator"}, "invalid_authorization_details", "delegate"),
+    ({"locations": None}, "invalid_authorization_details", "must name its locations"),
+    ({"datatypes": None}, "invalid_authorization_details", "must name its datatypes"),
+    ({"locations": None, "datatypes": None}, "invalid_authorization_details", "must name its"),
 ])
 def test_denials(change, error, words):
     decision = decide(parse(RULE), **change)

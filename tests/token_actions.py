@@ -37,8 +37,17 @@ def auth(made, issuer: str, **assertion_options) -> tuple[dict, dict]:
     return {}, {"Authorization": f"Basic {basic}"}
 
 
-def task(intent="summarize-reports", actions=("read",), **fields) -> str:
-    return json.dumps([{"type": "agent_task", "intent": intent, "actions": list(actions), **fields}])
+REPORTS = "https://api.example.com/reports/2026"
+
+
+def task(intent="summarize-reports", actions=("read",), locations=(REPORTS,), datatypes=("report",),
+         **fields) -> str:
+    """One agent_task, by default within the shipped policy's read-reports rule, which bounds
+    locations and datatypes; a field given as None is left out."""
+    item = {"type": "agent_task", "intent": intent, "actions": list(actions),
+            "locations": list(locations) if locations is not None else None,
+            "datatypes": list(datatypes) if datatypes is not None else None, **fields}
+    return json.dumps([{k: v for k, v in item.items() if v is not None}])
 
 
 class Agent:

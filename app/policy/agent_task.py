@@ -17,8 +17,9 @@ Parsing is strict: an unknown type or field, or a value of the wrong shape, is r
 """
 from __future__ import annotations
 
-import json
 import logging
+
+from ..untrusted_json import loads
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +33,19 @@ class AuthorizationDetailsError(ValueError):
     """Malformed or unknown authorization details; the message says what, for the agent's author."""
 
 
-def parse(raw: str | None) -> dict | None:
+def parse(raw: str | None, held: dict | None = None) -> dict | None:
     """The one ``agent_task`` in an ``authorization_details`` parameter (a JSON array), normalised,
-    or None when the parameter is absent."""
+    or None when the parameter is absent.
+
+    ``held``: the task of the token being exchanged. A field the request leaves out is that
+    task's, never unbounded (a delegate is named for one hop and is not passed on); whether
+    the result is within ``held`` is ``narrower_than``'s question."""
     if raw is None or raw == "":
         return None
     try:
-        details = json.loads(raw)
-    except ValueError:
-        raise AuthorizationDetailsError("authorization_details is not valid JSON") from None
+        details = loads(raw, what="authorization_details")
+    except ValueError as exc:  # UntrustedJSONError: its message says what is wrong
+        raise AuthorizationDetailsError(str(exc)) from None
     if not isinstance(details, list) or not details:
         raise AuthorizationDetailsError("authorization_details must be a non-empty JSON array (RFC 9396 section 2)")
     for item in details:
@@ -51,7 +56,10 @@ def parse(raw: str | None) -> dict | None:
                                             f"defined by this server (supported: {TYPE})")
     if len(details) != 1:
         raise AuthorizationDetailsError("one agent_task per token: a task token is for one task")
-    return normalise(details[0])
+    item = details[0]
+    if held is not None:
+        item = {**{k: v for k, v in held.items() if k != "delegate"}, **item}
+    return normalise(item)
 
 
 def normalise(item: dict) -> dict:

@@ -10,8 +10,9 @@ Format (TOML)::
     owners = ["*"]                    # approval owner patterns (default ["*"])
     scopes = ["read"]                 # scopes a task token for it may carry
     actions = ["read", "list"]        # agent_task.actions allowed
-    locations = ["https://api.example.com/reports*"]  # agent_task.locations allowed (patterns)
-    datatypes = ["report"]            # agent_task.datatypes allowed
+    locations = ["https://api.example.com/reports*"]  # agent_task.locations allowed (patterns);
+                                      #   a rule that lists locations requires the task to name them
+    datatypes = ["report"]            # agent_task.datatypes allowed (required likewise, if listed)
     max_sensitivity = "internal"      # public < internal < confidential < restricted
     max_ttl = 300                     # seconds; the token lives at most this long
     delegates = []                    # client_id patterns the task token may name as delegate
@@ -163,6 +164,11 @@ def _outside(rule: Rule, task: dict, scopes: list[str]) -> tuple[str, str] | Non
     extra = [s for s in scopes if not _match(s, rule.scopes)]
     if extra:
         return "invalid_scope", f"scope {' '.join(extra)} is not allowed for this intent"
+    for name in ("locations", "datatypes"):
+        # A rule that bounds a field requires it: a task that left it out would carry no bound.
+        if getattr(rule, name) and not task.get(name):
+            return ("invalid_authorization_details",
+                    f"this intent is bounded by {name}: the agent_task must name its {name}")
     for name in ("actions", "locations", "datatypes"):
         extra = [v for v in task.get(name, ()) if not _match(v, getattr(rule, name))]
         if extra:

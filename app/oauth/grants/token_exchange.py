@@ -162,9 +162,10 @@ class TokenExchangeGrant(OstiaryGrantMixin, BaseGrant, TokenEndpointMixin):
         return Presented(sub=claims["sub"], exp=claims["exp"], claims=claims, binding=binding.name)
 
     def requested_task(self, raw: str | None, subject: Presented) -> dict:
-        """The agent_task asked for; a task token's task is inherited and can only narrow."""
+        """The agent_task asked for; a task token's task is inherited, field by field where the
+        request leaves one out, and can only narrow."""
         try:
-            task = agent_task.parse(raw)
+            task = agent_task.parse(raw, held=subject.task or None)
         except agent_task.AuthorizationDetailsError as exc:
             raise InvalidAuthorizationDetailsError(str(exc)) from None
         if subject.task:
