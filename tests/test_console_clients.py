@@ -54,7 +54,7 @@ def actors(event_type):
 
 def approval_data(**overrides):
     today = clock.now().date()
-    data = {"assurance_level": "1", "proofing_method": "in_person", "evidence": "TICKET-42",
+    data = {"assurance_level": "1", "version": "1", "proofing_method": "in_person", "evidence": "TICKET-42",
             "owner": "team-agents", "purpose": "nightly reports", "scopes": ["read"],
             "audiences": "https://api.example.com", "max_token_ttl": "300",
             "expires_at": (today + timedelta(days=90)).isoformat(),
@@ -268,3 +268,36 @@ def test_every_field_has_a_label_and_every_button_says_what_it_does(console):
         assert unlabelled(console.client.get(path).get_data(as_text=True)) == ([], [], []), path
     console.post("/console/logout", page="/console/pending")
     assert unlabelled(console.client.get("/console/login").get_data(as_text=True)) == ([], [], [])
+
+
+def test_an_approval_of_what_changed_after_the_page_was_opened_is_refused(console):
+    """The form names the version on screen: keys swapped in meanwhile are not approved."""
+    from app.registration import service
+    from .factories import new_key, public_jwks
+    made = make_client(status="pending")
+    page = console.client.get(f"/console/clients/{made.client_id}").get_data(as_text=True)
+    assert re.search(r'name="version" type="hidden" value="1"', page) or 'name="version" value="1"' in page
+    client = db.session.get(Client, made.client_id)
+    body = {**service.client_info(client), "jwks": public_jwks(new_key("swapped"))}
+    for name in ("status_description", "pending_expires_at"):
+        body.pop(name, None)
+    service.update(client, body)
+    response = console.client.post(f"/console/clients/{made.client_id}/approve",
+                                   data={"csrf_token": csrf_token(page), **approval_data(version="1")})
+    text = response.get_data(as_text=True)
+    assert response.status_code == 400 and "changed after version 1 was reviewed" in text and "jwks" in text
+    assert status_of(made.client_id) == "pending"
+    fresh = console.client.get(f"/console/clients/{made.client_id}").get_data(as_text=True)
+    response = console.client.post(f"/console/clients/{made.client_id}/approve",
+                                   data={"csrf_token": csrf_token(fresh), **approval_data(version="2")})
+    assert response.status_code == 303 and status_of(made.client_id) == "active"
+
+
+def test_an_approval_without_a_version_is_refused(console):
+    made = make_client(status="pending")
+    page = console.client.get(f"/console/clients/{made.client_id}").get_data(as_text=True)
+    data = approval_data()
+    data.pop("version")
+    response = console.client.post(f"/console/clients/{made.client_id}/approve",
+                                   data={"csrf_token": csrf_token(page), **data})
+    assert response.status_code == 400 and status_of(made.client_id) == "pending"

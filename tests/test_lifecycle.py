@@ -10,7 +10,7 @@ from app.models import AuditEvent, Client, IssuedToken
 from app.registration import lifecycle
 from app.registration.lifecycle import LifecycleError
 
-from .factories import approve, make_client
+from .factories import approve, make_client, new_key, public_jwks
 
 
 def events(client_id):
@@ -172,3 +172,54 @@ def test_purge_stale_pending(app):
     assert status(fresh.client_id) == "pending" and status(active.client_id) == "active"
     purged = db.session.execute(select(AuditEvent).where(AuditEvent.event_type == "client.purged")).scalar_one()
     assert purged.client_id == stale.client_id and purged.actor == "system"
+
+
+def _update_metadata(client_id, **changes):
+    """The client changes its registration (RFC 7592) between review and approval."""
+    from app.registration import service
+    client = db.session.get(Client, client_id)
+    body = {**service.client_info(client), **changes}
+    body.pop("status_description", None)
+    body.pop("pending_expires_at", None)
+    service.update(client, body)
+
+
+@pytest.mark.parametrize("changes, named", [
+    ({"client_name": "renamed"}, "client_name"),
+    ({"jwks": public_jwks(new_key("k9"))}, "jwks"),
+    ({"scope": "read"}, "scope"),
+])
+def test_an_approval_of_a_version_no_longer_current_is_refused_naming_the_change(app, changes, named):
+    made = make_client(status="pending", scopes=("read", "write"))
+    reviewed = db.session.get(Client, made.client_id).version
+    _update_metadata(made.client_id, **changes)
+    with pytest.raises(LifecycleError, match=rf"version {reviewed} .*now version {reviewed + 1}.*{named}"):
+        lifecycle.approve(made.client_id, **approval_args(version=reviewed))
+    assert status(made.client_id) == "pending"
+    assert events(made.client_id) == ["client.registered", "client.updated"]
+    lifecycle.approve(made.client_id, **approval_args(version=reviewed + 1))
+    assert status(made.client_id) == "active"
+
+
+def test_an_approval_records_the_version_it_approved(app):
+    made = make_client(status="pending")
+    _update_metadata(made.client_id, client_name="second look")
+    lifecycle.approve(made.client_id, **approval_args(version=2))
+    approved = db.session.execute(select(AuditEvent).where(AuditEvent.event_type == "client.approved")).scalar_one()
+    assert approved.data["version"] == 2
+
+
+@pytest.mark.parametrize("change", ["suspend", "expire", "retire"])
+def test_leaving_active_sets_the_tokens_not_before(app, change):
+    made = make_client(max_token_ttl=300)
+    assert db.session.get(Client, made.client_id).tokens_not_before is None
+    before = clock.now()
+    if change == "suspend":
+        lifecycle.suspend(made.client_id, reason="incident", actor="admin:a")
+    elif change == "retire":
+        lifecycle.retire(made.client_id, actor="admin:a")
+    else:
+        clock.advance(91 * 24 * 3600)
+        lifecycle.expire_due()
+    db.session.expire_all()
+    assert db.session.get(Client, made.client_id).tokens_not_before >= before

@@ -20,12 +20,12 @@ def test_list_show_approve(runner, app):
     assert [c["client_id"] for c in listed] == [made.client_id]
     text = run(runner, "registration", "show", made.client_id).output
     assert "\\u202e" in text and "\u202e" not in text and "REVIEW:" in text
-    result = run(runner, "registration", "approve", made.client_id, "--owner", "team-a", "--purpose", "reports",
+    result = run(runner, "registration", "approve", made.client_id, "--version", "1", "--owner", "team-a", "--purpose", "reports",
                  "--scope", "read", "--audience", "https://api.example.com", "--assurance", "1",
                  "--proofing-method", "in_person", "--evidence", "TICKET-9", "--expires", "2099-01-31",
                  "--max-token-ttl", "120")
     assert result.exit_code == 1 and "three years" in result.output
-    result = run(runner, "registration", "approve", made.client_id, "--owner", "team-a", "--purpose", "reports",
+    result = run(runner, "registration", "approve", made.client_id, "--version", "1", "--owner", "team-a", "--purpose", "reports",
                  "--scope", "read", "--audience", "https://api.example.com", "--evidence", "TICKET-9",
                  "--max-token-ttl", "120")
     assert result.exit_code == 0, result.output
@@ -40,11 +40,11 @@ def test_approve_uses_requested_audiences_and_refuses_without_any(runner):
     from app.registration.service import register
     with_aud = register({"jwks": public_jwks(new_key()), "scope": "read",
                          "audiences": ["https://api.example.com"]}, address=None).client
-    result = run(runner, "registration", "approve", with_aud.client_id, "--owner", "o", "--purpose", "p",
+    result = run(runner, "registration", "approve", with_aud.client_id, "--version", "1", "--owner", "o", "--purpose", "p",
                  "--scope", "read")
     assert result.exit_code == 0, result.output
     without = make_client(status="pending")
-    result = run(runner, "registration", "approve", without.client_id, "--owner", "o", "--purpose", "p",
+    result = run(runner, "registration", "approve", without.client_id, "--version", "1", "--owner", "o", "--purpose", "p",
                  "--scope", "read")
     assert result.exit_code == 1 and "audience" in result.output
 
@@ -110,3 +110,21 @@ def test_sweep(runner, app):
     result = run(runner, "registration", "sweep")
     assert result.exit_code == 0 and "purged 1" in result.output
     assert db.session.execute(select(AuditEvent).where(AuditEvent.event_type == "client.purged")).scalar_one()
+
+
+def test_approve_needs_the_reviewed_version_and_refuses_a_stale_one(runner):
+    from app.registration import service
+    made = make_client(status="pending")
+    args = ["registration", "approve", made.client_id, "--owner", "o", "--purpose", "p", "--scope", "read",
+            "--audience", "https://api.example.com"]
+    missing = run(runner, *args)
+    assert missing.exit_code == 2 and "--version" in missing.output
+    client = db.session.get(Client, made.client_id)
+    body = {**service.client_info(client), "client_name": "renamed meanwhile"}
+    for name in ("status_description", "pending_expires_at"):
+        body.pop(name, None)
+    service.update(client, body)
+    stale = run(runner, *args, "--version", "1")
+    assert stale.exit_code == 1 and "changed after version 1" in stale.output and "client_name" in stale.output
+    assert json.loads(run(runner, "registration", "show", made.client_id, "--json").output)["version"] == 2
+    assert run(runner, *args, "--version", "2").exit_code == 0

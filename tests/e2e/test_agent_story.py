@@ -64,7 +64,7 @@ def cli(server, *args):
 
 
 def approve(server, client_id, audience=API):
-    cli(server, "registration", "approve", client_id, "--owner", "team-reports", "--purpose", "weekly summaries",
+    cli(server, "registration", "approve", client_id, "--version", "1", "--owner", "team-reports", "--purpose", "weekly summaries",
         "--scope", "read", "--audience", audience, "--evidence", "TICKET-42", "--max-token-ttl", "300")
 
 

@@ -58,7 +58,7 @@ def cli(server, *args):
 
 
 def approve(server, client_id, scope="read"):
-    cli(server, "registration", "approve", client_id, "--owner", "team-e2e", "--purpose", "e2e",
+    cli(server, "registration", "approve", client_id, "--version", "1", "--owner", "team-e2e", "--purpose", "e2e",
         "--scope", scope, "--audience", "https://api.example.com", "--evidence", "E2E-1")
 
 
