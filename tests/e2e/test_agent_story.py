@@ -63,19 +63,21 @@ def cli(server, *args):
     return result.stdout
 
 
-def approve(server, client_id, audience=API):
-    cli(server, "registration", "approve", client_id, "--version", "1", "--owner", "team-reports", "--purpose", "weekly summaries",
-        "--scope", "read", "--audience", audience, "--evidence", "TICKET-42", "--max-token-ttl", "300")
+def approve(server, client_id, audience=API, *extra):
+    cli(server, "registration", "approve", client_id, "--version", "1", "--owner", "team-reports",
+        "--purpose", "weekly summaries", "--scope", "read", "--audience", audience, "--evidence", "TICKET-42",
+        "--max-token-ttl", "300", *extra)
 
 
 def relying_service(server):
-    """An API that registers as a client (a secret) and is approved for its own identifier."""
+    """An API that registers as a client (a secret) and is approved as the relying service of its
+    own identifier (RFC 7662 §4: only it may introspect tokens addressed to it)."""
     response = requests.post(server.url + "/register", json={
         "client_name": "reports API", "token_endpoint_auth_method": "client_secret_basic", "scope": "read"},
         timeout=10)
     assert response.status_code == 201, response.text
     info = response.json()
-    approve(server, info["client_id"])
+    approve(server, info["client_id"], API, "--serves", API)
     return info["client_id"], info["client_secret"]
 
 

@@ -57,9 +57,10 @@ def cli(server, *args):
     return result.stdout
 
 
-def approve(server, client_id, scope="read"):
-    cli(server, "registration", "approve", client_id, "--version", "1", "--owner", "team-e2e", "--purpose", "e2e",
-        "--scope", scope, "--audience", "https://api.example.com", "--evidence", "E2E-1")
+def approve(server, client_id, scope="read", version=1, *extra):
+    cli(server, "registration", "approve", client_id, "--version", str(version), "--owner", "team-e2e",
+        "--purpose", "e2e", "--scope", scope, "--audience", "https://api.example.com", "--evidence", "E2E-1",
+        *extra)
 
 
 def token_with_secret(server, info):
@@ -122,35 +123,88 @@ def test_agent_registers_with_a_software_statement_and_manages_itself(live_serve
                           algorithms=["ES256", "RS256"], audience="https://api.example.com", issuer=server.url)
     assert claims["client_id"] == client_id
 
-    # RFC 7592 update: rotating the key keeps it active; the client cannot set its own status.
+    # RFC 7592 update: a key the statement did not sign is reviewed again before it gets tokens,
+    # and the token issued before the change is dead; the client cannot set its own status.
     new_key = key("agent-2")
     body = {k: v for k, v in read.items() if k not in ("status_description",)}
     body["jwks"] = jwks(new_key)
     updated = requests.put(manage, json=body, headers=bearer, timeout=10)
-    assert updated.status_code == 200 and updated.json()["status"] == "active", updated.text
+    assert updated.status_code == 200 and updated.json()["status"] == "pending", updated.text
+    assert token_with_key(server, client_id, new_key).json()["error"] == "unauthorized_client"
+    approve(server, client_id, version=2)
     assert token_with_key(server, client_id, new_key).status_code == 200
+    body = {k: v for k, v in requests.get(manage, headers=bearer, timeout=10).json().items()
+            if k not in ("status_description",)}
     body["status"] = "suspended"
     refused = requests.put(manage, json=body, headers=bearer, timeout=10)
     assert refused.status_code == 400 and refused.json()["error"] == "invalid_client_metadata"
 
     # RFC 7592 delete: retired, its token stops working, the registration access token too.
-    token = issued.json()["access_token"]
+    token = token_with_key(server, client_id, new_key).json()["access_token"]
+    introspector = _introspection_client(server)
+    seen = requests.post(server.url + "/introspect", data={"token": token}, timeout=10, auth=introspector)
+    assert seen.json()["active"] is True
+    before_review = issued.json()["access_token"]  # issued before the key change sent it to review
+    assert requests.post(server.url + "/introspect", data={"token": before_review}, timeout=10,
+                         auth=introspector).json() == {"active": False}
     assert requests.delete(manage, headers=bearer, timeout=10).status_code == 204
     assert requests.get(manage, headers=bearer, timeout=10).status_code == 401
     retired = token_with_key(server, client_id, new_key)
     assert retired.status_code in (400, 401) and retired.json()["error"] == "invalid_client"
     introspected = requests.post(server.url + "/introspect", data={"token": token}, timeout=10,
-                                 auth=_introspection_client(server))
+                                 auth=introspector)
     assert introspected.json()["active"] is False
 
 
 def _introspection_client(server):
-    """A secret client, approved, to call introspection with."""
+    """A secret client approved as the relying service of the API, to call introspection with."""
     info = requests.post(server.url + "/register", timeout=10, json={
         "client_name": "introspector", "token_endpoint_auth_method": "client_secret_basic",
         "scope": "read"}).json()
-    approve(server, info["client_id"])
+    approve(server, info["client_id"], "read", 1, "--serves", "https://api.example.com")
     return info["client_id"], info["client_secret"]
+
+
+@pytest.fixture(scope="module")
+def auto_approving_server(tmp_path_factory):
+    from ..conftest import SHARED_SERVER_LIMITS
+    from ..servers import start_server
+    with start_server(tmp_path_factory.mktemp("auto"), AUTO_APPROVE="true", **SHARED_SERVER_LIMITS) as server:
+        yield server
+
+
+@pytest.mark.parametrize("auto_approve", [True, False])
+def test_a_replayed_statement_cannot_become_a_client_with_the_attackers_key(
+        request, live_server, publisher_jwks_server, auto_approve):
+    """The attacker holds a copy of a vendor's statement (it ships with the software) but not the
+    vendor's private key: register with the copy, swap in their own key, ask for a token."""
+    server = request.getfixturevalue("auto_approving_server") if auto_approve else live_server
+    jwks_uri, publisher_key = publisher_jwks_server
+    issuer = f"https://vendor-{uuid.uuid4().hex[:8]}.example"
+    cli(server, "publisher", "add", issuer, "--jwks-uri", jwks_uri, "--alg", "ES256", "--assurance", "2")
+    vendor_key, attacker_key = key("vendor"), key("attacker")
+    copy = jwt.encode({"alg": "ES256", "kid": publisher_key.kid},
+                      {"iss": issuer, "aud": server.url, "iat": int(time.time()), "software_id": "vendor-agent",
+                       "client_name": "Vendor Agent", "scope": "read", "jwks": jwks(vendor_key)},
+                      publisher_key, algorithms=["ES256"])
+    replayed = requests.post(server.url + "/register", timeout=10, json={
+        "software_statement": copy, "jwks": jwks(attacker_key), "audiences": ["https://api.example.com"]})
+    assert replayed.status_code == 201, replayed.text
+    info = replayed.json()
+    assert info["jwks"] == jwks(vendor_key)  # the signed key wins over the one sent beside it
+    assert info["status"] == ("active" if auto_approve else "pending")
+    if not auto_approve:
+        approve(server, info["client_id"])
+    manage, bearer = info["registration_client_uri"], {"Authorization": f"Bearer {info['registration_access_token']}"}
+    body = {k: v for k, v in requests.get(manage, headers=bearer, timeout=10).json().items()
+            if k != "status_description"}
+    swap = requests.put(manage, headers=bearer, timeout=10, json={**body, "jwks": jwks(attacker_key)})
+    assert swap.status_code == 400 and swap.json()["error"] == "invalid_client_metadata", swap.text
+    assert "signed by the publisher" in swap.json()["error_description"]
+    refused = token_with_key(server, info["client_id"], attacker_key)
+    assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
+    shown = json.loads(cli(server, "registration", "show", info["client_id"], "--json"))
+    assert shown["status"] == "active" and "jwks" in shown["signed_fields"] and shown["version"] == 1
 
 
 def test_each_status_refuses_tokens(live_server):
