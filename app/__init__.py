@@ -5,10 +5,12 @@ import logging
 import time
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 from sqlalchemy import event
 from sqlalchemy.exc import DisconnectionError, OperationalError
 
 from . import hashing, models, settings, sqlite_writers  # noqa: F401 (models register their tables)
+from . import untrusted_json
 from .extensions import csrf, db, limiter, migrate
 
 log = logging.getLogger(__name__)
@@ -16,6 +18,14 @@ log = logging.getLogger(__name__)
 
 class StartupError(Exception):
     """Ostiary cannot start; the message is one line for the operator."""
+
+
+class UntrustedJSONProvider(DefaultJSONProvider):
+    """``request.get_json`` parses with ``app.untrusted_json`` (Flask-WTF reads a console form
+    from a JSON body with it): a nested body is a 400, never a ``RecursionError``."""
+
+    def loads(self, s, **kwargs):
+        return untrusted_json.loads(s, max_bytes=int(self._app.config["MAX_BODY_BYTES"]), what="the body")
 
 
 def create_app(overrides: dict | None = None, *, dev: bool = False, check: bool = True) -> Flask:
@@ -32,6 +42,7 @@ def create_app(overrides: dict | None = None, *, dev: bool = False, check: bool 
 
     app = Flask(__name__, instance_path=values["INSTANCE_PATH"], template_folder="../templates",
                 static_folder="../static")
+    app.json = UntrustedJSONProvider(app)
     app.config.update(values)
     app.config.update(
         SQLALCHEMY_DATABASE_URI=values["DATABASE_URL"],

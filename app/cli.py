@@ -149,13 +149,53 @@ def admin_group():
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @with_appcontext
 def admin_create(username: str, password_stdin: bool):
-    from .admins import AdminError, create_admin
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    from .admins import create_admin
+    password = _read_password(password_stdin)
+    _admin_change(lambda: create_admin(username, password, cli_actor()), f"created admin {username}")
+
+
+@admin_group.command("set-password")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@with_appcontext
+def admin_set_password(username: str, password_stdin: bool):
+    """A new password; every console session of the administrator ends."""
+    from .admins import set_password
+    password = _read_password(password_stdin)
+    _admin_change(lambda: set_password(username, password, cli_actor()),
+                  f"changed the password of {username}; their console sessions have ended")
+
+
+@admin_group.command("disable")
+@click.argument("username")
+@click.option("--reason", default="disabled from the command line", show_default=True)
+@with_appcontext
+def admin_disable(username: str, reason: str):
+    """The administrator can no longer log in; every console session of theirs ends now."""
+    from .admins import disable
+    _admin_change(lambda: disable(username, cli_actor(), reason),
+                  f"disabled {username}; their console sessions have ended")
+
+
+@admin_group.command("enable")
+@click.argument("username")
+@with_appcontext
+def admin_enable(username: str):
+    """Let a disabled administrator log in again."""
+    from .admins import enable
+    _admin_change(lambda: enable(username, cli_actor()), f"enabled {username}")
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+def _admin_change(change, done: str) -> None:
+    from .admins import AdminError
     try:
-        create_admin(username, password, cli_actor())
+        change()
     except AdminError as exc:
         fail(str(exc))
-    click.echo(f"created admin {username}")
+    click.echo(done)

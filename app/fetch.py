@@ -10,14 +10,19 @@ the connection cannot redirect the request), follows no redirects, gives up
 after ``FETCH_TIMEOUT`` seconds and ``FETCH_MAX_BYTES`` bytes, and caches
 answers for ``FETCH_CACHE_SECONDS``. ``FETCH_ALLOW_HTTP_LOOPBACK`` admits
 loopback addresses (plain http included), for development only.
+
+Both checks classify a host with one function, ``classify_host``, which reads a numeric
+host as the C resolver does (``127.1``, ``2130706433``, ``0x7f000001`` and ``0177.0.0.1``
+are all 127.0.0.1 to ``getaddrinfo``) and classifies an IPv6 address that embeds an
+IPv4 address by the IPv4 address it reaches.
 """
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import socket
 import threading
+from typing import NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -25,13 +30,43 @@ from flask import current_app
 from requests.adapters import HTTPAdapter
 
 from . import clock, inline
+from .untrusted_json import UntrustedJSONError, loads
 
 log = logging.getLogger(__name__)
 
 # Names that reach cloud metadata services without looking like an address.
 METADATA_HOSTS = {"metadata", "metadata.google.internal", "metadata.goog", "instance-data",
                   "instance-data.ec2.internal"}
+# Platform endpoints reachable only from inside a cloud, some of them outside link-local space.
+METADATA_ADDRESSES = {ipaddress.ip_address(a) for a in (
+    "169.254.169.254", "169.254.170.2", "fd00:ec2::254", "100.100.100.200", "168.63.129.16")}
+# Names the stock hosts file maps to loopback, besides RFC 6761 §6.3's localhost.
+LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
 CACHE_ENTRIES = 256
+
+# What ``classify_host`` says a host is.
+LOOPBACK, UNSPECIFIED, LINK_LOCAL, METADATA = "loopback", "unspecified", "link-local", "metadata"
+PRIVATE, PUBLIC, NAME = "private", "public", "name"
+REFUSALS = {
+    LOOPBACK: "URL must not point at a loopback address",
+    UNSPECIFIED: "URL must not point at an unspecified address, which reaches this host",
+    LINK_LOCAL: "URL must not point at a link-local or metadata address",
+    METADATA: "URL must not point at a link-local address or a metadata service",
+    PRIVATE: "URL must not point at a private or reserved address",
+}
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052 §2.1, the well-known prefix
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215, local use
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # RFC 4291 §2.5.5.1, deprecated
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")  # RFC 1122 §3.2.1.3
+
+
+class HostClass(NamedTuple):
+    """What a host is. ``address`` is the address a numeric host spells (None for a name);
+    ``effective`` the one it reaches: the embedded IPv4 address of an IPv4-mapped,
+    IPv4-compatible, 6to4 or NAT64 address, else ``address``."""
+    kind: str
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    effective: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
 
 
 class FetchError(ValueError):
@@ -56,19 +91,57 @@ def check_url(url: str, *, allow_loopback: bool | None = None) -> str:
         raise FetchError("URL must not carry credentials")
     if parts.fragment or "#" in url:
         raise FetchError("URL must not have a fragment")
-    address = _literal_address(host)
-    loopback = host == "localhost" or host.endswith(".localhost") or (address is not None and address.is_loopback)
-    if loopback:
+    found = classify_host(host)
+    if found.kind == LOOPBACK:
         if not allow_loopback:
-            raise FetchError("URL must not point at a loopback address")
+            raise FetchError(REFUSALS[LOOPBACK] + _spelling(host, found))
         return url
     if parts.scheme != "https":
         raise FetchError("URL must use https")
-    if host in METADATA_HOSTS or host.endswith(".internal"):
-        raise FetchError("URL must not point at a metadata service")
-    if address is not None:
-        _check_address(address, allow_loopback)
+    if found.kind not in (PUBLIC, NAME):  # a name is checked again once resolved (_fetch)
+        raise FetchError(REFUSALS[found.kind] + _spelling(host, found))
     return url
+
+
+def classify_host(host: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> HostClass:
+    """What ``host`` (a URL's host, brackets optional, or a resolved address) is, without a
+    DNS query: the one classification both checks use (see the module docstring).
+
+    A numeric host is read as ``getaddrinfo`` reads it with ``AI_NUMERICHOST`` (IPv4 in
+    every ``inet_aton`` form: ``127.1``, ``2130706433``, ``0x7f000001``, ``0177.0.0.1``, ``0``)
+    and, should that not take it, as ``inet_aton`` or ``ipaddress`` read it: a host that any
+    of them reads as an address is that address. An IPv6 address that embeds an IPv4 one is
+    classified by the IPv4 address: IPv4-mapped (RFC 4291 §2.5.5.2), IPv4-compatible
+    (RFC 4291 §2.5.5.1), 6to4 (RFC 3056 §2) and the NAT64 well-known prefix (RFC 6052 §2.1).
+    The local-use NAT64 prefix (RFC 8215) is private. ``localhost`` and its subdomains are
+    loopback (RFC 6761 §6.3); cloud metadata names are ``METADATA``; any other name is
+    ``NAME``, to be resolved and classified again before it is called.
+    """
+    if isinstance(host, str):
+        name = _normalise(host)
+        address = _numeric(name)
+        if address is None:
+            if name in LOOPBACK_NAMES or name.endswith(".localhost"):
+                return HostClass(LOOPBACK)
+            if name in METADATA_HOSTS or name.endswith(".internal"):
+                return HostClass(METADATA)
+            return HostClass(NAME)
+    else:
+        address = host
+    effective = _embedded_ipv4(address) or address
+    if address in METADATA_ADDRESSES or effective in METADATA_ADDRESSES:
+        kind = METADATA
+    elif effective.is_loopback:
+        kind = LOOPBACK
+    elif effective.is_unspecified or (effective.version == 4 and effective in _THIS_NETWORK):
+        kind = UNSPECIFIED  # connecting to 0.0.0.0 or :: reaches this host
+    elif effective.is_link_local:
+        kind = LINK_LOCAL
+    elif not effective.is_global or effective.is_multicast or address in _NAT64_LOCAL:
+        kind = PRIVATE
+    else:
+        kind = PUBLIC
+    return HostClass(kind, address, effective)
 
 
 def fetch_json(url: str) -> dict:
@@ -94,7 +167,11 @@ def _fetch(url: str) -> dict:
     parts = urlsplit(url)
     host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
     address = _resolve(host, port)
-    _check_address(address, allow)
+    kind = classify_host(address).kind
+    if kind != PUBLIC and not (kind == LOOPBACK and allow):
+        raise FetchError(REFUSALS.get(kind, REFUSALS[PRIVATE]))  # the resolved address is not told
+    if parts.scheme != "https" and kind != LOOPBACK:
+        raise FetchError("URL must use https")  # plain http was admitted for a loopback name only
     pinned = f"[{address}]" if address.version == 6 else str(address)
     target = urlunsplit((parts.scheme, f"{pinned}:{port}", parts.path or "/", parts.query, ""))
     with requests.Session() as session:
@@ -109,9 +186,9 @@ def _fetch(url: str) -> dict:
         except requests.RequestException as exc:
             raise FetchError(f"could not fetch {url}: {type(exc).__name__}") from None
     try:
-        value = json.loads(body)
-    except ValueError:
-        raise FetchError(f"{url} did not return JSON") from None
+        value = loads(body, max_bytes=int(config["FETCH_MAX_BYTES"]), what="the document")
+    except UntrustedJSONError as exc:
+        raise FetchError(f"{url} did not return JSON that may be read: {exc}") from None
     if not isinstance(value, dict):
         raise FetchError(f"{url} did not return a JSON object")
     return value
@@ -161,21 +238,48 @@ def _resolve(host: str, port: int):
     return ipaddress.ip_address(infos[0][4][0])
 
 
-def _literal_address(host: str):
+def _normalise(host: str) -> str:
+    """The host as the resolver is handed it: no brackets, no final dot, lower case, and
+    IDNA-encoded as Python's ``getaddrinfo`` encodes it (so full-width digits and ideographic
+    full stops are ASCII digits and dots here, as they are there)."""
+    host = host.strip("[]").rstrip(".").lower()
     try:
-        return ipaddress.ip_address(host.strip("[]"))
+        return host.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return host
+
+
+def _numeric(host: str):
+    """The address a numeric host spells, or None if it is a name (no DNS query is made)."""
+    try:
+        return ipaddress.ip_address(socket.getaddrinfo(host, None, flags=socket.AI_NUMERICHOST)[0][4][0])
+    except (OSError, ValueError, IndexError):
+        pass
+    try:  # every inet_aton form, should this platform's getaddrinfo take fewer
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except (OSError, ValueError):
+        pass
+    try:  # an IPv6 zone the resolver does not know is still link-local
+        return ipaddress.ip_address(host)
     except ValueError:
         return None
 
 
-def _check_address(address, allow_loopback: bool) -> None:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    if address.is_loopback:
-        if allow_loopback:
-            return
-        raise FetchError("URL must not point at a loopback address")
-    if address.is_link_local:
-        raise FetchError("URL must not point at a link-local or metadata address")
-    if not address.is_global or address.is_multicast:
-        raise FetchError("URL must not point at a private or reserved address")
+def _embedded_ipv4(address):
+    """The IPv4 address an IPv6 address carries, for the prefixes that route to it."""
+    if address.version != 6:
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in _NAT64 or (address in _IPV4_COMPATIBLE and int(address) > 1):  # not :: or ::1
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def _spelling(host: str, found: HostClass) -> str:
+    """For a literal address spelled unusually, the address it is (the registrant wrote it)."""
+    if found.effective is None or host.strip("[]") == str(found.effective):
+        return ""
+    return f" ({host} is {found.effective})"

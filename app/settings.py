@@ -28,9 +28,16 @@ DEFAULTS: dict[str, object] = {
     "REGISTRATION_RATE_LIMIT": "20 per minute",
     "RATELIMIT_STORAGE_URI": "memory://",  # redis://host:6379 to share limits between instances
     "RATELIMIT_KEY_PREFIX": "ostiary",  # keeps issuers that share one Redis apart
-    # Redis down: keep serving with per-process limits rather than answering 500.
+    # Redis down: keep serving with per-process limits rather than answering 500; the pending
+    # caps and the failed-login count are in the database and stay whole meanwhile.
     "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
-    "LOGIN_RATE_LIMIT": "10 per minute",
+    "LOGIN_RATE_LIMIT": "10 per minute",  # per address, in the limiter's storage: a coarse first gate
+    # Failed console logins, counted in the database (so across workers and instances) over a
+    # sliding window. Over either limit a login is refused before its password is checked.
+    # Per account above per address, so that one address alone cannot lock an administrator out.
+    "LOGIN_FAILURE_WINDOW": 15 * 60,
+    "LOGIN_MAX_FAILURES_PER_ADDRESS": 10,
+    "LOGIN_MAX_FAILURES_PER_ACCOUNT": 20,
     "PENDING_TTL": 3 * 24 * 3600,
     "PENDING_CAP_PER_ADDRESS": 20,
     "PENDING_CAP_PER_PUBLISHER": 200,
@@ -78,7 +85,21 @@ def load(overrides: dict | None = None, environ=None) -> dict:
         raise SettingsError("OSTIARY_RATELIMIT_STORAGE_URI must be memory:// or a redis:// URL")
     if values["SIGNING_ALG"] not in ("ES256", "RS256"):
         raise SettingsError("OSTIARY_SIGNING_ALG must be ES256 or RS256")
+    for name in ("LOGIN_FAILURE_WINDOW", "LOGIN_MAX_FAILURES_PER_ADDRESS", "LOGIN_MAX_FAILURES_PER_ACCOUNT"):
+        # No "0 is off": a console without a failed-login limit is not a configuration to offer.
+        if not isinstance(values[name], int) or isinstance(values[name], bool) or values[name] < 1:
+            raise SettingsError(f"{ENV_PREFIX}{name} must be a whole number of at least 1")
     return values
+
+
+def check_workers(values: dict, workers: int) -> None:
+    """Refuse per-process rate-limit storage when several processes serve: with ``memory://``
+    each gunicorn worker counts alone, so the registration and login limits would be
+    multiplied by the number of workers. Called by config/gunicorn.conf.py at start-up."""
+    if workers > 1 and str(values["RATELIMIT_STORAGE_URI"]).startswith("memory://"):
+        raise SettingsError(
+            f"OSTIARY_RATELIMIT_STORAGE_URI is memory:// (counted in each process) but gunicorn runs "
+            f"{workers} workers: set OSTIARY_RATELIMIT_STORAGE_URI=redis://… or OSTIARY_WORKERS=1")
 
 
 def require_secrets(values: dict) -> None:

@@ -49,6 +49,8 @@ def parse(argv):
     parser.add_argument("--pg", default=os.environ.get("OSTIARY_BENCH_PG",
                                                        "postgresql://postgres@127.0.0.1:5432/test"),
                         help="PostgreSQL admin URL; the bench creates and drops its own database")
+    parser.add_argument("--redis", default=os.environ.get("OSTIARY_BENCH_REDIS", "redis://127.0.0.1:6379/0"),
+                        help="Redis URL for the rate limits (the bench's keys have a prefix of their own)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--workdir", type=Path, help="keep instance folders and server logs here")
     args = parser.parse_args(argv)
@@ -152,7 +154,7 @@ def main(argv=None) -> int:
                                         "no RFC 8693 token exchange"}
         for backend in [b for b in args.backends.split(",") if b]:
             started = time.monotonic()
-            with ostiary.start(backend, workdir, args.pg) as (base, pid, clients, env):
+            with ostiary.start(backend, workdir, args.pg, args.redis) as (base, pid, clients, env):
                 ours = Side("ostiary", base, pid, clients, exchange_extra=ostiary.EXCHANGE_EXTRA)
                 for name in names:
                     results["rows"].append({"backend": backend, "workload": name,

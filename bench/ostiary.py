@@ -33,7 +33,6 @@ BIN = Path(sys.executable).parent
 BENCH_SETTINGS = {
     "REGISTRATION_RATE_LIMIT": "1000000 per second",
     "PENDING_CAP_PER_ADDRESS": 0,  # no cap
-    "RATELIMIT_STORAGE_URI": "memory://",
 }
 # RFC 8693 §2.1 / RFC 9396: one audience and one stated task, which the shipped policy allows.
 EXCHANGE_EXTRA = {"audience": AUDIENCE, "authorization_details": json.dumps([{
@@ -58,9 +57,13 @@ def fresh_database(backend: str, workdir: Path, pg_admin_url: str):
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def environment(instance: Path, port: int, database_url: str, extra: dict) -> dict:
+def environment(instance: Path, port: int, database_url: str, extra: dict, redis_url: str | None = None) -> dict:
+    """``redis_url`` for gunicorn, whose several workers refuse per-process limit storage, as in
+    production; without it (one process, in-process profiling) the limits are memory://."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OSTIARY_")}
     env.update({
+        "OSTIARY_RATELIMIT_STORAGE_URI": redis_url or "memory://",
+        "OSTIARY_RATELIMIT_KEY_PREFIX": f"ostiary-bench-{uuid.uuid4().hex[:10]}",
         "OSTIARY_SECRET_KEY": secrets.token_urlsafe(48),
         "OSTIARY_KEY_ENCRYPTION_KEY": secrets.token_urlsafe(48),
         "OSTIARY_ISSUER": f"http://127.0.0.1:{port}",
@@ -73,13 +76,13 @@ def environment(instance: Path, port: int, database_url: str, extra: dict) -> di
 
 
 @contextlib.contextmanager
-def start(backend: str, workdir: Path, pg_admin_url: str, extra: dict | None = None):
+def start(backend: str, workdir: Path, pg_admin_url: str, redis_url: str, extra: dict | None = None):
     """Yields (base_url, gunicorn master pid, BenchClients, env)."""
     instance = workdir / f"ostiary-{backend}"
     instance.mkdir(parents=True, exist_ok=True)
     with fresh_database(backend, workdir, pg_admin_url) as url:
         port = free_port()
-        env = environment(instance, port, url, extra or {})
+        env = environment(instance, port, url, extra or {}, redis_url)
         init = subprocess.run([str(BIN / "ostiary"), "init"], cwd=ROOT, env=env, capture_output=True,
                               text=True, timeout=120)
         if init.returncode != 0:

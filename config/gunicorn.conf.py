@@ -5,6 +5,7 @@ Every value can be overridden on the command line or with GUNICORN_CMD_ARGS.
 import gc
 import multiprocessing
 import os
+import sys
 
 bind = os.environ.get("OSTIARY_BIND", "127.0.0.1:8000")
 # One process per core, each an event loop (gunicorn's asgi worker, on uvloop): token requests
@@ -38,3 +39,19 @@ def pre_fork(server, worker):
     # full collections no longer walk it (they stalled a worker's loop for 75-80 ms, the
     # token endpoint's p99), and its pages stay shared with the master (Python's gc docs).
     gc.freeze()
+
+
+def nworkers_changed(server, new_value, old_value):
+    # The worker count is known here, before the app is loaded (at start-up old_value is None):
+    # per-process rate-limit storage under several workers is refused with one line, as the
+    # app's own start-up checks are (asgi.py). A later change (TTIN) cannot be refused without
+    # stopping the running server, so it is logged as an error instead.
+    from app.settings import SettingsError, check_workers, load
+    try:
+        check_workers(load(), new_value)
+    except SettingsError as exc:
+        if old_value is not None:
+            server.log.error("ostiary: %s", exc)
+            return
+        print(f"ostiary: error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None

@@ -4,7 +4,10 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
+from flask import g
+
 from app.admins import create_admin
+from app.extensions import db
 
 PASSWORD = "correct horse battery staple"
 CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|'
@@ -37,6 +40,19 @@ class Console:
         """POST a form with the CSRF token from ``page`` (default: the page at ``path``'s parent)."""
         html = self.client.get(page or "/console/keys").get_data(as_text=True)
         return self.client.post(path, data={"csrf_token": csrf_token(html), **(data or {})})
+
+
+def fresh_context_per_request(app) -> None:
+    """Each request ends as it does in production, where it has an app context of its own: the
+    ``app`` fixture keeps one for the whole test, so ``g`` (Flask-Login's user of the request,
+    Flask-WTF's CSRF token) and the database session would carry over from one browser's
+    request to another's, and a user loader or a stale row would go unnoticed."""
+
+    @app.teardown_request
+    def _end(_exc):
+        for name in list(vars(g)):
+            delattr(g, name)
+        db.session.remove()
 
 
 class _Controls(HTMLParser):

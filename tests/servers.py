@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+REDIS_URL = "redis://127.0.0.1:6379/0"
 TEST_SECRETS = {"SECRET_KEY": "test-secret-key-" + "s" * 32,
                 "KEY_ENCRYPTION_KEY": "test-key-encryption-key-" + "k" * 32}
 
@@ -76,6 +78,10 @@ def server_env(instance: Path, port: int, database_url: str | None = None, **set
         "OSTIARY_INSTANCE_PATH": str(instance),
         "OSTIARY_BIND": f"127.0.0.1:{port}",
         "OSTIARY_WORKERS": "2",
+        # Two workers refuse per-process (memory://) limit storage, as in production; each
+        # server's keys have a prefix of their own, so no test spends another's limit.
+        "OSTIARY_RATELIMIT_STORAGE_URI": REDIS_URL,
+        "OSTIARY_RATELIMIT_KEY_PREFIX": f"ostiary-test-{uuid.uuid4().hex}",
         "OSTIARY_FETCH_ALLOW_HTTP_LOOPBACK": "true",
     })
     if database_url:

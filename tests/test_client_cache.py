@@ -131,9 +131,10 @@ def test_the_cache_is_bounded(app, monkeypatch):
 
 @pytest.fixture
 def service(client):
-    """A relying service that introspects: a client approved for the agents' audience."""
+    """A relying service that introspects: approved as the relying service of the agents' audience."""
     return test_client_agent(client, make_client(auth_method="client_secret_basic",
-                                                 audiences=("https://api.example.com",)))
+                                                 audiences=("https://api.example.com",),
+                                                 serves=("https://api.example.com",)))
 
 
 @pytest.mark.parametrize("token", ["issued", "garbage"])
@@ -161,7 +162,8 @@ def test_a_cached_callers_introspection_is_one_read(client, app, service):
 def test_an_assertion_authenticated_introspection_reads_its_caller_fresh(client, app):
     """Its jti is spent when it authenticates, before the answer: a cached attempt answered
     again would find it spent and refuse the request as a replay."""
-    caller = test_client_agent(client, make_client(audiences=("https://api.example.com",)))
+    caller = test_client_agent(client, make_client(audiences=("https://api.example.com",),
+                                                   serves=("https://api.example.com",)))
     issued = test_client_agent(client, make_client()).token().get_json()["access_token"]
     assert caller.introspect(issued).get_json()["active"] is True
     response = caller.post("/introspect", {})

@@ -2,14 +2,21 @@
 registration (RFC 7591), token (RFC 6749, 7523, 8693), introspection (RFC 7662) and revocation
 (RFC 7009), and every answer must be a success or an RFC error object."""
 import base64
+import ipaddress
 import json
+import sys
 
 import pytest
+import responses
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.jwk import ECKey
 
-from .factories import make_client
+from app import fetch
+
+from .console_helpers import csrf_token
+from .factories import PUBLISHER, add_publisher, make_client, new_key
+from .token_actions import assertion
 
 # Every code an endpoint here may answer with (RFC 6749 §5.2, 6750 §3.1, 7591 §3.2.2, 7009 §2.2.1,
 # 8693 §2.2.2, 8707 §2, 9396 §5, and 429's slow_down); server_error is not among them.
@@ -144,3 +151,167 @@ def test_token_endpoint_answers_rfc_errors_to_malformed_client_assertions(client
     form = {**extra, "grant_type": "client_credentials", "client_assertion": assertion,
             "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}
     check(client.post("/" + endpoints["token"], data=form))
+
+
+
+# ---- untrusted JSON (app.untrusted_json): nested, too large, malformed; never a 500 -------------
+
+DEEP = 2 * sys.getrecursionlimit()  # deep enough for a recursive parser's RecursionError
+NESTED = {"arrays": "[" * DEEP + "]" * DEEP, "objects": '{"":' * DEEP + "1" + "}" * DEEP,
+          "mixed": '[{"":' * (DEEP // 2) + "1" + "}]" * (DEEP // 2)}
+MALFORMED = {"open": "{", "nan": '{"a": NaN}', "inf": '{"a": [1e999]}', "minus_inf": '{"a": -Infinity}',
+             "unterminated": '{"a": "\\ud800', "unclosed": "[" * 31, "bom": "\ufeff{}",
+             "long_int": '{"a": ' + "1" * 5000 + "}", "bad_escape": '{"a": "\\x"}'}
+IN_JWTS = {**NESTED, "nan": MALFORMED["nan"], "unterminated": MALFORMED["unterminated"]}
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+TOKEN_TYPES = ["urn:ietf:params:oauth:token-type:access_token", "urn:ietf:params:oauth:token-type:jwt"]
+TASK = '[{"type": "agent_task", "intent": "summarize-reports", "actions": ["read"]}]'
+
+
+def texts(cases: dict):
+    return pytest.mark.parametrize("text", list(cases.values()), ids=list(cases))
+
+
+def refused(response, statuses=(400, 401)):
+    """An RFC 6749 §5.2 error object: an RFC code, and a description without quotes or backslashes."""
+    body = response.get_json(silent=True)
+    assert response.status_code in statuses and isinstance(body, dict), \
+        (response.status_code, response.get_data(as_text=True)[:300])
+    assert body.get("error") in RFC_ERRORS, body
+    description = body.get("error_description")
+    assert isinstance(description, str) and description and not set(description) & set('"\\'), body
+    return body
+
+
+def b64(text: str | bytes) -> str:
+    return base64.urlsafe_b64encode(text.encode() if isinstance(text, str) else text).rstrip(b"=").decode()
+
+
+def jwts_of(text: str, key=None, claims: dict | None = None) -> list[str]:
+    """JWTs that carry ``text``: as the payload, inside a payload of ``claims``, as the header,
+    as an unencoded payload (RFC 7797), and, with ``key``, signed."""
+    inside = json.dumps({**(claims or {}), "x": None}).replace("null", text)
+    header = b64(json.dumps({"alg": "ES256"}))
+    made = [f"{header}.{b64(text)}.c2ln", f"{header}.{b64(inside)}.c2ln", f"{b64(text)}.{b64('{}')}.c2ln"]
+    if "." not in text:
+        made.append(f"{b64(json.dumps({'alg': 'ES256', 'b64': False, 'crit': ['b64']}))}.{text}.c2ln")
+    if key is not None:
+        made += [jws.serialize_compact({"alg": "ES256", "kid": key.kid}, payload.encode(), key)
+                 for payload in (text, inside)]
+    return made
+
+
+def too_large(app) -> str:
+    return json.dumps({"client_name": "x" * app.config["MAX_BODY_BYTES"]})
+
+
+@texts({**NESTED, **MALFORMED})
+def test_registration_refuses_bodies_of_untrusted_json(client, app, text):
+    made = make_client("client_secret_basic")
+    bearer = {"Authorization": f"Bearer {made.registration_access_token}"}
+    for method, path, headers in (("POST", "/register", {}), ("PUT", f"/register/{made.client_id}", bearer)):
+        for body, status in ((text, 400), (too_large(app), 413)):
+            response = client.open(path, method=method, data=body, content_type="application/json",
+                                   headers=headers)
+            assert refused(response, (status,))["error"] == "invalid_request"
+
+
+@texts(IN_JWTS)
+def test_registration_refuses_software_statements_of_untrusted_json(client, text):
+    _, key = add_publisher()
+    made = make_client("client_secret_basic")
+    bearer = {"Authorization": f"Bearer {made.registration_access_token}"}
+    for statement in jwts_of(text, key, {"iss": PUBLISHER, "software_id": "acme-agent"}):
+        metadata = {"client_name": "x", "software_statement": statement}
+        for response in (client.post("/register", json=metadata),
+                         client.put(f"/register/{made.client_id}", headers=bearer,
+                                    json={**metadata, "client_id": made.client_id})):
+            assert refused(response, (400,))["error"] == "invalid_software_statement"
+
+
+@pytest.mark.parametrize("path", ["/token", "/introspect", "/revoke", "/task/end"])
+@texts(IN_JWTS)
+def test_machine_endpoints_refuse_client_assertions_of_untrusted_json(client, path, text):
+    made = make_client("private_key_jwt")
+    for assertion in jwts_of(text, made.private_key, {"iss": made.client_id, "sub": made.client_id}):
+        form = {"grant_type": "client_credentials", "token": "x", "task_id": "x",
+                "client_assertion": assertion, "client_assertion_type": ASSERTION_TYPE}
+        assert refused(client.post(path, data=form))["error"] == "invalid_client"
+
+
+@pytest.fixture
+def exchanger(client):
+    """The Basic header of a client that may exchange tokens, and a token it holds."""
+    made = make_client("client_secret_basic", grant_types=["client_credentials", EXCHANGE])
+    raw = f"{made.client_id}:{made.client_secret}".encode()
+    headers = {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+    held = client.post("/token", data={"grant_type": "client_credentials"}, headers=headers)
+    assert held.status_code == 200, held.get_json()
+    return headers, held.get_json()["access_token"]
+
+
+@texts(IN_JWTS)
+def test_presented_tokens_of_untrusted_json_are_refused_or_unknown(client, exchanger, text):
+    """Token exchange refuses them as subject or actor tokens (RFC 8693 §2.2.2); introspection
+    answers inactive (RFC 7662 §2.2) and revocation does nothing (RFC 7009 §2.2)."""
+    headers, held = exchanger
+    for token in jwts_of(text, claims={"iss": "https://issuer.example"}):
+        for token_type in TOKEN_TYPES:
+            for form in ({"subject_token": token, "subject_token_type": token_type},
+                         {"subject_token": held, "subject_token_type": TOKEN_TYPES[0],
+                          "actor_token": token, "actor_token_type": token_type}):
+                response = client.post("/token", headers=headers, data={
+                    "grant_type": EXCHANGE, "authorization_details": TASK, **form})
+                assert refused(response)["error"] == "invalid_grant"
+        introspected = client.post("/introspect", data={"token": token}, headers=headers)
+        assert introspected.status_code == 200 and introspected.get_json() == {"active": False}
+        revoked = client.post("/revoke", data={"token": token}, headers=headers)
+        assert revoked.status_code == 200, revoked.get_data(as_text=True)[:300]
+
+
+@texts({**NESTED, **MALFORMED})
+def test_token_exchange_refuses_authorization_details_of_untrusted_json(client, app, exchanger, text):
+    headers, held = exchanger
+    form = {"grant_type": EXCHANGE, "subject_token": held, "subject_token_type": TOKEN_TYPES[0]}
+    response = client.post("/token", data={**form, "authorization_details": text}, headers=headers)
+    assert refused(response)["error"] == "invalid_authorization_details"
+    huge = client.post("/token", data={**form, "authorization_details": too_large(app)}, headers=headers)
+    assert refused(huge, (413,))["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize("path", ["/token", "/introspect", "/revoke", "/task/end", "/register", "/console/login"])
+@texts(NESTED)
+def test_every_endpoint_refuses_nested_json_bodies(client, basic, path, text):
+    """A nested JSON body, where a form is expected too (Flask-WTF reads a console form from a
+    JSON body): an RFC error, or at the console its own HTML error page. Form fields are flat,
+    whatever their names say, so a form need only not crash anything."""
+    headers = {"Authorization": basic, "X-CSRFToken": csrf_token(client.get("/console/login").get_data(as_text=True))}
+    response = client.post(path, data=text, content_type="application/json", headers=headers)
+    if path.startswith("/console"):
+        assert response.status_code == 400, response.get_data(as_text=True)[:300]
+    else:
+        refused(response)
+    form = {"grant_type": "client_credentials", "a" + "[a]" * DEEP: text, "token": text, "username": text}
+    response = client.post(path, data=form, headers=headers)
+    assert response.status_code < 500, response.get_data(as_text=True)[:300]
+
+
+@pytest.fixture
+def resolve_to_public(monkeypatch):
+    fetch.clear_cache()
+    monkeypatch.setattr(fetch, "_resolve", lambda host, port: ipaddress.ip_address("93.184.216.34"))
+    yield
+    fetch.clear_cache()
+
+
+@texts(IN_JWTS)
+def test_a_jwks_uri_that_answers_untrusted_json_is_refused(client, resolve_to_public, text):
+    made = make_client("private_key_jwt", jwks_uri="https://keys.example.com/jwks.json")
+    made.private_key = new_key()  # any key: the registered ones cannot be read
+    form = {"grant_type": "client_credentials", "client_assertion": assertion(made, "http://localhost"),
+            "client_assertion_type": ASSERTION_TYPE}
+    with responses.RequestsMock() as mock:
+        mock.get("https://93.184.216.34:443/jwks.json", body=text, content_type="application/json")
+        body = refused(client.post("/token", data=form))
+    assert body["error"] == "invalid_client"

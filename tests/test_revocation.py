@@ -19,7 +19,8 @@ def agent(client):
 
 @pytest.fixture
 def service(client):
-    return test_client_agent(client, make_client(auth_method="client_secret_basic"))
+    return test_client_agent(client, make_client(auth_method="client_secret_basic",
+                                                 serves=("https://api.example.com",)))
 
 
 def issue(agent):

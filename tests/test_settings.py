@@ -1,6 +1,10 @@
+import runpy
+
 import pytest
 
 from app import StartupError, create_app, settings
+
+from .servers import ROOT
 
 SECRETS = {"OSTIARY_SECRET_KEY": "s" * 40, "OSTIARY_KEY_ENCRYPTION_KEY": "k" * 40}
 
@@ -40,6 +44,9 @@ def test_good_issuer(issuer):
     ({"OSTIARY_AUTO_APPROVE": "maybe"}, "not a valid bool"),
     ({"OSTIARY_REGISTRATION_POLICY": "anything"}, "REGISTRATION_POLICY"),
     ({"OSTIARY_DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
+    ({"OSTIARY_LOGIN_FAILURE_WINDOW": "0"}, "LOGIN_FAILURE_WINDOW must be a whole number of at least 1"),
+    ({"OSTIARY_LOGIN_MAX_FAILURES_PER_ADDRESS": "-1"}, "LOGIN_MAX_FAILURES_PER_ADDRESS"),
+    ({"OSTIARY_LOGIN_MAX_FAILURES_PER_ACCOUNT": "many"}, "not a valid int"),
 ])
 def test_bad_values_are_one_clear_line(env, message):
     with pytest.raises(settings.SettingsError, match=message) as info:
@@ -73,3 +80,58 @@ def test_dev_server_generates_secrets_once(tmp_path, monkeypatch):
     second = create_app(dev=True, check=False)
     assert first.config["KEY_ENCRYPTION_KEY"] == second.config["KEY_ENCRYPTION_KEY"]
     assert len(first.config["SECRET_KEY"]) >= 32
+
+
+def test_login_failure_limits_have_safe_defaults():
+    values = settings.load(environ={})
+    assert values["LOGIN_FAILURE_WINDOW"] == 900
+    # per account above per address: one address alone cannot lock an administrator out
+    assert values["LOGIN_MAX_FAILURES_PER_ACCOUNT"] > values["LOGIN_MAX_FAILURES_PER_ADDRESS"] >= 1
+
+
+@pytest.mark.parametrize("uri, workers, refused", [
+    ("memory://", 2, True), ("memory://", 1, False), ("redis://127.0.0.1:6379/0", 8, False),
+])
+def test_per_process_limit_storage_is_refused_with_several_workers(uri, workers, refused):
+    values = settings.load(environ={"OSTIARY_RATELIMIT_STORAGE_URI": uri})
+    if not refused:
+        settings.check_workers(values, workers)
+        return
+    with pytest.raises(settings.SettingsError, match="OSTIARY_RATELIMIT_STORAGE_URI=redis://") as info:
+        settings.check_workers(values, workers)
+    assert "\n" not in str(info.value)
+
+
+def gunicorn_hook():
+    return runpy.run_path(str(ROOT / "config" / "gunicorn.conf.py"))["nworkers_changed"]
+
+
+class FakeArbiter:
+    def __init__(self):
+        self.errors = []
+        self.log = self
+
+    def error(self, message, *args):
+        self.errors.append(message % args)
+
+
+def test_gunicorn_refuses_memory_storage_with_several_workers_in_one_line(monkeypatch, capsys):
+    monkeypatch.setenv("OSTIARY_RATELIMIT_STORAGE_URI", "memory://")
+    hook = gunicorn_hook()
+    with pytest.raises(SystemExit) as exit_:
+        hook(FakeArbiter(), 3, None)
+    assert exit_.value.code == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ostiary: error: OSTIARY_RATELIMIT_STORAGE_URI is memory://")
+    assert "gunicorn runs 3 workers" in lines[0] and "OSTIARY_RATELIMIT_STORAGE_URI=redis://" in lines[0]
+    hook(FakeArbiter(), 1, None)  # one worker: one process, its count is the only one
+
+
+def test_gunicorn_accepts_redis_with_several_workers_and_logs_a_later_change_to_memory(monkeypatch):
+    monkeypatch.setenv("OSTIARY_RATELIMIT_STORAGE_URI", "redis://127.0.0.1:6379/0")
+    hook = gunicorn_hook()
+    hook(FakeArbiter(), 4, None)
+    monkeypatch.setenv("OSTIARY_RATELIMIT_STORAGE_URI", "memory://")
+    arbiter = FakeArbiter()
+    hook(arbiter, 2, 1)  # TTIN on a running server: logged, the server keeps running
+    assert len(arbiter.errors) == 1 and "memory://" in arbiter.errors[0]

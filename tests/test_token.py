@@ -10,6 +10,7 @@ from sqlalchemy import event, func, select
 from app import clock
 from app.extensions import db
 from app.models import AuditEvent, Client, IssuedToken
+from app.oauth.server import AUTHENTICATION_FAILED
 
 from .factories import make_client
 from .token_actions import test_client_agent
@@ -69,9 +70,11 @@ def test_wrong_secret_is_401_with_www_authenticate(client):
     response = client.post("/token", data={"grant_type": "client_credentials"},
                            headers={"Authorization": f"Basic {basic}"})
     assert response.status_code == 401 and response.get_json()["error"] == "invalid_client"
+    assert response.get_json()["error_description"] == AUTHENTICATION_FAILED
     assert response.headers["WWW-Authenticate"].startswith("Basic ")
     [refused] = events("token.refused")
     assert refused.actor == "anonymous" and refused.decision == "deny"
+    assert refused.client_id == made.client_id and "wrong client secret" in refused.reason
 
 
 @pytest.mark.parametrize("header", ["Basic ", "Basic //79"])  # no credentials; not UTF-8 inside
@@ -156,9 +159,11 @@ def test_client_status_rules(client, status, error, words):
 
 
 def test_unknown_client_is_invalid_client(client):
+    """Answered as a wrong secret is (tests/test_client_authentication.py compares them)."""
     response = client.post("/token", data={"grant_type": "client_credentials", "client_id": "nobody",
                                            "client_secret": "x"})
-    assert response.get_json()["error"] == "invalid_client"
+    assert response.status_code == 401 and response.get_json() == {
+        "error": "invalid_client", "error_description": AUTHENTICATION_FAILED}
 
 
 def test_expiry_is_enforced_at_request_time(client):

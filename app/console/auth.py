@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from flask import current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
@@ -22,8 +23,10 @@ bp.after_request(login_manager._update_remember_cookie)  # the console's only (s
 
 
 class ConsoleUser(UserMixin):
-    def __init__(self, admin: Admin):
-        self.id = str(admin.id)
+    def __init__(self, admin: Admin | admins.SignedIn):
+        # The id kept in the session names the administrator's session generation too: when
+        # it is raised (logout, password change, disabling; app.admins) the session is refused.
+        self.id = f"{admin.id}.{admin.session_generation}"
         self.username = admin.username
 
     @property
@@ -33,8 +36,11 @@ class ConsoleUser(UserMixin):
 
 @login_manager.user_loader
 def _load(user_id: str):
-    admin = db.session.get(Admin, int(user_id)) if user_id.isdigit() else None
-    return ConsoleUser(admin) if admin else None
+    admin_id, _, generation = user_id.partition(".")
+    if not (admin_id.isdigit() and generation.isdigit()):
+        return None  # not a session this version made
+    admin = db.session.get(Admin, int(admin_id))
+    return ConsoleUser(admin) if admins.session_is_current(admin, int(generation)) else None
 
 
 def actor() -> str:
@@ -73,7 +79,16 @@ def login():
         return redirect(url_for("console.pending"))
     form = LoginForm()
     if form.validate_on_submit():
-        admin = admins.log_in(form.username.data, form.password.data)
+        try:
+            admin = admins.log_in(form.username.data, form.password.data, request.remote_addr)
+        except admins.LoginThrottled as exc:
+            log.warning("console login refused for %r from %r: %s", form.username.data[:64],
+                        request.remote_addr, exc.reason)
+            minutes = math.ceil(exc.retry_after / 60)
+            form.form_errors.append(f"Too many failed logins for this account or from this address. "
+                                    f"Try again in {minutes} minute{'s' if minutes != 1 else ''}.")
+            return (render_template("console/login.html", form=form), 429,
+                    {"Retry-After": str(exc.retry_after)})
         if admin is None:
             log.info("console login failed for %r from %r", form.username.data[:64], request.remote_addr)
             form.password.errors.append("Wrong username or password.")
@@ -87,6 +102,7 @@ def login():
 
 @bp.post("/logout")
 def logout():
+    """Log out: ends every console session of this administrator, on every device (app.admins)."""
     admins.log_out(current_user.username)
     logout_user()
     _clear_session()

@@ -4,7 +4,6 @@ Nothing here changes state; state changes go through the service modules.
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -15,7 +14,7 @@ from joserfc.jwk import KeySet
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import selectinload
 
-from .. import clock
+from .. import clock, untrusted_json
 from ..extensions import db
 from ..models import AuditEvent, Client, IssuedToken
 from ..models.client import ACTIVE, EXPIRED, PENDING, SUSPENDED
@@ -147,7 +146,7 @@ def statement_claims(client: Client) -> tuple[dict | None, dict | None, str | No
         return None, None, None
     try:
         compact = jws.extract_compact(client.software_statement.encode())
-        claims = json.loads(compact.payload)
+        claims = untrusted_json.loads(compact.payload, what="the statement's payload")
     except (JoseError, ValueError) as exc:
         return None, None, f"cannot decode: {exc}"
     if not isinstance(claims, dict):

@@ -5,10 +5,10 @@ Adding and removing go through the owners' service functions:
 """
 from __future__ import annotations
 
-import json
 import logging
 
 from flask import abort, flash, redirect, render_template, url_for
+from .. import untrusted_json
 from ..extensions import db
 from ..models import Publisher, WorkloadIssuer
 from ..oauth import workload
@@ -43,9 +43,9 @@ def _key_source(form, error) -> tuple[dict | None, str | None]:
     jwks = None
     if form.jwks.data and form.jwks.data.strip():
         try:
-            jwks = json.loads(form.jwks.data)
-        except ValueError as exc:
-            raise error(f"the JWKS is not valid JSON: {exc}") from None
+            jwks = untrusted_json.loads(form.jwks.data, what="the JWKS")
+        except untrusted_json.UntrustedJSONError as exc:
+            raise error(str(exc)) from None
     return jwks, form.jwks_uri.data or None
 
 

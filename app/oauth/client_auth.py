@@ -33,6 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from .. import clock
 from ..models import AssertionJti
 from ..registration.keys import ASYMMETRIC_ALGS
+from ..untrusted_json import UntrustedJSONError, check_jwt
 from .jwks import registered_keys
 
 log = logging.getLogger(__name__)
@@ -65,13 +66,23 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
             raise InvalidClientError(description="the client assertion has no sub (the client_id)")
         client = query_client(client_id)
         if not client:
-            raise InvalidClientError(description="The client does not exist on this server.")
+            # For the audit trail: the caller is answered as for a wrong key (app.oauth.server).
+            raise InvalidClientError(description="no client has the assertion's sub as its client_id")
         request.client = client
         claims = self.process_assertion_claims(assertion, self.resolve_client_public_key(client))
         request.assertion_jti = {
             "client_id": claims["sub"], "jti": claims["jti"],
             "expires_at": datetime.fromtimestamp(claims["exp"] + self.leeway, tz=timezone.utc)}
         return self.authenticate_client(client)
+
+    def extract_assertion(self, assertion: str):
+        """Authlib's, once the JSON is known to be bounded: Authlib reads the claims before any
+        signature is checked, with a parser that recurses (``app.untrusted_json``)."""
+        try:
+            check_jwt(assertion, what="the client assertion")
+        except UntrustedJSONError as exc:
+            raise InvalidClientError(description=str(exc)) from None
+        return super().extract_assertion(assertion)
 
     def get_audiences(self):
         issuer = current_app.config["ISSUER"]

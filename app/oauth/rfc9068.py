@@ -15,6 +15,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 
 from .. import clock
+from ..untrusted_json import check_jwt
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ def verify(token: str) -> dict | None:
     if not isinstance(token, str) or token.count(".") != 2 or len(token) > 8192:
         return None
     try:
+        check_jwt(token)  # before joserfc, whose JSON parser recurses (app.untrusted_json)
         decoded = jwt.decode(token, current_app.extensions["ostiary.keys"].verification_keys(),
                              algorithms=VERIFY_ALGORITHMS)
         if decoded.header.get("typ") != TOKEN_TYPE:
@@ -92,6 +94,6 @@ def verify(token: str) -> dict | None:
                                                     "value": current_app.config["ISSUER"]},
             exp={"essential": True}, jti={"essential": True},
         ).validate(decoded.claims)
-    except (JoseError, ValueError):
+    except (JoseError, ValueError):  # UntrustedJSONError is a ValueError
         return None
     return decoded.claims

@@ -1,9 +1,16 @@
-"""Authlib's ``AuthorizationServer``, wired to Ostiary: client lookup, client status, and
-one place where every refusal is answered and written to the audit trail. Requests come
-from ``app.oauth.front`` (WSGI, not Flask); responses go back as (status, body, headers).
+"""Authlib's ``AuthorizationServer``, wired to Ostiary: client lookup, client authentication,
+client status, and one place where every refusal is answered and written to the audit
+trail. Requests come from ``app.oauth.front`` (WSGI, not Flask); responses go back as
+(status, body, headers).
+
+A failed client authentication gets one answer, ``AUTHENTICATION_FAILED`` (RFC 6749 §5.2
+``invalid_client``, 401 with a Basic challenge), whether the client is unknown, its secret
+or assertion is wrong, or it registered another method: no endpoint tells a stranger which
+client_ids are registered. The audit trail keeps the reason.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 
@@ -11,9 +18,13 @@ from authlib.oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from flask import current_app
+from joserfc import jwt
+from joserfc.jwk import ECKey
 
-from .. import audit
+from .. import audit, hashing
 from ..extensions import db
+from ..registration.keys import ASYMMETRIC_ALGS
+from .client_auth import AUTH_METHOD as ASSERTION_METHOD
 from .client_auth import REPLAYED
 from .clients import StaleClient, load_client, served_cached
 from .group_commit import Write
@@ -23,9 +34,32 @@ log = logging.getLogger(__name__)
 
 REFUSAL_EVENTS = {"oauth.token": "token.refused", "oauth.introspect": "introspection.refused",
                   "oauth.revoke": "revocation.refused", "oauth.end_task": "task.end_refused"}
+# For the errors Authlib raises without a description: every refusal says what was wrong. A
+# JSON body (no parameters at all) is the usual cause, so the form is named.
+FORM_BODY = "parameters go in an application/x-www-form-urlencoded body (RFC 6749 section 3.2)"
+DESCRIPTIONS = {
+    "unsupported_grant_type": f"grant_type is missing or not supported (client_credentials or token "
+                              f"exchange); {FORM_BODY}",
+    "invalid_request": f"a required parameter is missing or malformed; {FORM_BODY}",
+    "unsupported_token_type": "token_type_hint is not a token type this server issues (access_token)",
+}
+# RFC 6749 §5.2 invalid_client, the same for every failure (ASCII, no quotes: RFC 6749 §5.2).
+AUTHENTICATION_FAILED = ("client authentication failed: the client_id is unknown, the credentials are "
+                         "wrong, or the client registered another authentication method")
+# An InvalidClientError with this attribute set was raised once the credential was verified
+# (an expired secret): its own description is the answer, as it tells nothing to a stranger.
+AFTER_PROOF = "after_proof"
 
 
 class OstiaryAuthorizationServer(AuthorizationServer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._auth_methods = {"client_secret_basic": _secret_basic, "client_secret_post": _secret_post}
+
+    def register_client_auth_method(self, method, func):
+        """Authlib's registry stays unused: ``authenticate_client`` runs the methods itself."""
+        self._auth_methods[method] = func
+
     def query_client(self, client_id):
         return load_client(client_id)
 
@@ -43,19 +77,39 @@ class OstiaryAuthorizationServer(AuthorizationServer):
         pass  # no Flask signals: the audit trail records what happened
 
     def authenticate_client(self, request, methods, endpoint="token"):
-        """Authlib authenticates; then the contract's status rules (``app.oauth.status``). An
-        assertion authenticates one request: at the token endpoint its ``jti`` is spent with
-        the token (``OstiaryGrantMixin.issue``), anywhere else now, before the request acts."""
-        try:
-            client = super().authenticate_client(request, methods, endpoint)
-        except InvalidClientError as exc:
-            if (exc.description or "").startswith("The client cannot authenticate"):
-                exc.description = ("client authentication failed: send the registered client secret "
-                                   "or a private_key_jwt client assertion (RFC 7523)")
-            raise
-        except ValueError:
-            _check_basic_header(request)  # the header's error, if that is what raised
-            raise
+        """RFC 6749 §2.3: the client authenticates with the one method it registered
+        (``OAuthClient.check_endpoint_auth_method``); then the contract's status rules
+        (``app.oauth.status``). An assertion authenticates one request: at the token endpoint
+        its ``jti`` is spent with the token (``OstiaryGrantMixin.issue``), anywhere else now,
+        before the request acts.
+
+        Any failure once a client has been looked up is answered ``AUTHENTICATION_FAILED``
+        (``_Attempt.refusal``), unless it is marked ``AFTER_PROOF``; a failure before, such
+        as a malformed Basic header or an unreadable assertion, depends on the request alone
+        and keeps its own description."""
+        attempt, client = _Attempt(self.query_client), None
+        for method in methods:
+            attempt.start(method)
+            try:
+                found = self._auth_methods[method](attempt, request)
+            except InvalidClientError as exc:
+                if not attempt.looked_up or getattr(exc, AFTER_PROOF, False):
+                    raise
+                attempt.note(exc.description)
+                if attempt.client is None and method == ASSERTION_METHOD:
+                    _verify_as_if_registered(request.form.get("client_assertion"))
+                raise attempt.refusal() from None
+            if found is None:
+                attempt.failed()
+                continue
+            if not found.check_endpoint_auth_method(method, endpoint):
+                attempt.note(f"the client registered {found.row.token_endpoint_auth_method}")
+                continue
+            client = found
+            break
+        if client is None:
+            raise attempt.refusal()
+        request.auth_method = method
         request.client = client
         require_active(client)
         jti = getattr(request, "assertion_jti", None)
@@ -72,6 +126,8 @@ class OstiaryAuthorizationServer(AuthorizationServer):
         served = served_cached()
         if served is not None:
             raise StaleClient(served.client_id)
+        if not error.description:
+            error.description = DESCRIPTIONS.get(error.error, f"the request was refused ({error.error})")
         try:
             error = _record_refusal(request, error)
         except Exception:  # the refusal stands even if the trail cannot take it; the log says so
@@ -96,7 +152,8 @@ def _record_refusal(request, error):
 
 def _refusal_events(request, error) -> list[dict]:
     client = getattr(request, "client", None)
-    client_id = client.client_id if client is not None else _claimed_client_id(request)
+    client_id = client.client_id if client is not None else (
+        getattr(error, "claimed_client_id", None) or _claimed_client_id(request))
     decision = getattr(request, "decision", None)
     authenticated = getattr(request, "auth_method", None) is not None
     events = []
@@ -106,21 +163,101 @@ def _refusal_events(request, error) -> list[dict]:
     events.append(audit.values(
         REFUSAL_EVENTS.get(request.endpoint, "oauth.refused"),
         f"client:{client_id}" if authenticated else "anonymous", client_id=client_id, decision="deny",
-        reason=error.get_error_description(),
+        reason=getattr(error, "audit_reason", None) or error.get_error_description(),
         data={"error": error.error, "grant_type": request.payload.data.get("grant_type"),
               "authenticated": authenticated}))
     return events
 
 
-def _check_basic_header(request) -> None:
-    """Authlib's Basic parser raises ValueError on some malformed headers ("Basic ", non-UTF-8):
-    answer those as the RFC 6749 §2.3.1 error they are, not a 500. (Checked once Authlib has
-    raised, not before every request: the header is then parsed once.)"""
+class _Attempt:
+    """One request's client authentication: the ``query_client`` the methods are given, which
+    notes whom they looked up, and what failed, method by method, for the audit trail."""
+
+    def __init__(self, query_client):
+        self._query = query_client
+        self.method, self.looked_up, self.client, self.claimed = None, False, None, None
+        self._notes: list[str] = []
+
+    def __call__(self, client_id):
+        self.looked_up, self.claimed = True, client_id
+        self.client = self._query(client_id)
+        return self.client
+
+    def start(self, method: str) -> None:
+        self.method, self.looked_up, self.client = method, False, None
+
+    def note(self, reason: str | None) -> None:
+        self._notes.append(f"{self.method}: {reason or 'refused'}")
+
+    def failed(self) -> None:
+        """The method found no client: why, if its credentials were sent at all."""
+        if not self.looked_up:
+            return
+        if self.client is None:
+            self.note("no client has this client_id")
+        elif not self.client.row.secret_hash:
+            self.note(f"the client has no secret (it registered {self.client.row.token_endpoint_auth_method})")
+        else:
+            self.note("wrong client secret")
+
+    def refusal(self) -> InvalidClientError:
+        """RFC 6749 §5.2: 401 with a Basic challenge for every method, so that how the client
+        tried does not change the answer either; the reason goes to the trail only."""
+        error = InvalidClientError(status_code=401, description=AUTHENTICATION_FAILED)
+        error.audit_reason = (f"{AUTHENTICATION_FAILED} ({'; '.join(self._notes)})" if self._notes
+                              else f"{AUTHENTICATION_FAILED} (no client credentials were sent)")
+        claimed = self.claimed
+        error.claimed_client_id = claimed[:64] if isinstance(claimed, str) and claimed else None
+        return error
+
+
+def _secret_basic(query_client, request):
+    """``client_secret_basic`` (RFC 6749 §2.3.1). Authlib's Basic parser raises ValueError on
+    some malformed headers ("Basic ", non-UTF-8): the RFC 6749 §2.3.1 error they are, not a 500."""
     try:
-        extract_basic_authorization(request.headers)
+        client_id, secret = extract_basic_authorization(request.headers)
     except ValueError:
         raise InvalidClientError(status_code=401, description="the Authorization header is not valid "
                                                               "HTTP Basic (RFC 7617)") from None
+    return _by_secret(query_client, client_id, secret)
+
+
+def _secret_post(query_client, request):
+    """``client_secret_post`` (RFC 6749 §2.3.1): the credentials in the form."""
+    return _by_secret(query_client, request.form.get("client_id"), request.form.get("client_secret"))
+
+
+def _by_secret(query_client, client_id, secret):
+    """The client if ``secret`` is its secret. An unknown client, or one without a secret,
+    costs the same keyed hash and comparison (``app.hashing.verify``) as a wrong secret."""
+    if not client_id or not secret:
+        return None
+    client = query_client(client_id)
+    if client is None or not client.row.secret_hash:
+        hashing.verify(secret, _STAND_IN_HASH)
+        return None
+    try:
+        return client if client.check_client_secret(secret) else None
+    except InvalidClientError as exc:  # raised only once the secret matched: it has expired
+        setattr(exc, AFTER_PROOF, True)
+        raise
+
+
+_STAND_IN_HASH = "0" * 64  # shaped as a stored secret hash (hex SHA-256); no secret hashes to it
+
+
+@functools.cache
+def _stand_in_key() -> ECKey:
+    return ECKey.generate_key("P-256", private=True)
+
+
+def _verify_as_if_registered(assertion: str | None) -> None:
+    """For an assertion whose client is unknown: the signature check a registered key would
+    have cost, against a key made for the purpose, so the answer comes no sooner."""
+    try:
+        jwt.decode(assertion or "", _stand_in_key(), algorithms=ASYMMETRIC_ALGS)
+    except Exception:  # noqa: BLE001 (it fails; only its cost matters)
+        pass
 
 
 def _claimed_client_id(request) -> str | None:

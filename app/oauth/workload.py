@@ -10,7 +10,6 @@ issuer's subject pattern.
 from __future__ import annotations
 
 import fnmatch
-import json
 import logging
 from typing import NamedTuple
 
@@ -22,6 +21,7 @@ from .. import audit, clock, dbapi, fetch
 from ..extensions import db
 from ..models import WorkloadIssuer
 from ..registration.keys import ASYMMETRIC_ALGS, KeySetError, check_jwks
+from ..untrusted_json import check_jwt, loads
 from .jwks import registered_keys
 
 log = logging.getLogger(__name__)
@@ -38,10 +38,13 @@ class UntrustedWorkloadToken(ValueError):
 
 
 def unverified_issuer(token: str) -> str | None:
-    """The ``iss`` a JWT claims, before anything is verified (to pick the issuer's keys)."""
+    """The ``iss`` a JWT claims, before anything is verified (to pick the issuer's keys). The
+    JSON is bounded before joserfc parses it (``app.untrusted_json``): ``verify`` reaches
+    joserfc only through here."""
     try:
-        claims = json.loads(jws.extract_compact(token.encode()).payload)
-    except (JoseError, ValueError, UnicodeError):
+        check_jwt(token)
+        claims = loads(jws.extract_compact(token.encode()).payload)
+    except (JoseError, ValueError, UnicodeError):  # UntrustedJSONError is a ValueError
         return None
     iss = claims.get("iss") if isinstance(claims, dict) else None
     return iss if isinstance(iss, str) else None

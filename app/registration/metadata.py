@@ -30,6 +30,8 @@ DISPLAY_FIELDS = {"client_name": 255, "software_id": 255, "software_version": 64
 MAX_SCOPES, MAX_LIST = 50, 10
 # Ostiary extension: the resource URIs (RFC 8707) the client asks to reach; the approval decides.
 AUDIENCES = "audiences"
+# The loopback hosts an http redirect URI may name, spelled as RFC 8252 §7.3 and §8.3 spell them.
+LOOPBACK_REDIRECT_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
 def validate(raw: dict) -> tuple[dict, list[str]]:
@@ -112,7 +114,22 @@ def _redirect_uri(uri: str) -> str:
         host = parts.hostname or ""
     except ValueError:
         raise InvalidRedirectURIError(f"redirect URI {uri!r} is malformed") from None
-    loopback = host in ("localhost", "127.0.0.1", "::1")
+    # The host classified as the fetcher classifies it (app.fetch.classify_host). Only the three
+    # spellings RFC 8252 uses admit http: 2130706433, 127.1 or [::ffff:127.0.0.1] reach the same
+    # loopback address, but are other strings to whatever compares redirect URIs and a disguise
+    # to the reviewer, and 0 or 0.0.0.0 reach this host without being loopback at all. Any
+    # other numeric host is written as the address it reaches, IPv4 ones as IPv4.
+    found = fetch.classify_host(host) if host else None
+    loopback = host in LOOPBACK_REDIRECT_HOSTS
+    if parts.scheme == "http" and not loopback and found is not None and found.kind in (
+            fetch.LOOPBACK, fetch.UNSPECIFIED):
+        raise InvalidRedirectURIError(f"redirect URI {uri!r}: http is allowed only on loopback written as "
+                                      "http://127.0.0.1, http://[::1] or http://localhost (RFC 8252 section 7.3)"
+                                      + (f"; {host} is {found.effective}"
+                                         if found.effective is not None and host != str(found.effective) else ""))
+    if found is not None and found.address is not None and host != str(found.effective):
+        raise InvalidRedirectURIError(f"redirect URI {uri!r} spells the address {found.effective} in a "
+                                      f"non-standard form; write it as {found.effective}")
     if not (parts.scheme == "https" or (parts.scheme == "http" and loopback)) or not host:
         raise InvalidRedirectURIError(f"redirect URI {uri!r} must be an absolute https URI "
                                       "(http only on loopback)")

@@ -18,7 +18,6 @@ statement than registration does (``Verified.may_auto_approve``).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 
@@ -31,6 +30,7 @@ from .. import clock, fetch
 from ..extensions import db
 from ..models import Publisher, StatementJti
 from . import publishers
+from ..untrusted_json import UntrustedJSONError, check_jwt, loads
 from .errors import InvalidSoftwareStatementError, UnapprovedSoftwareStatementError
 from .keys import ASYMMETRIC_ALGS, KeySetError
 
@@ -75,9 +75,13 @@ def verify(statement) -> Verified:
         raise InvalidSoftwareStatementError(f"software_statement must be a signed JWT (compact JWS) "
                                             f"of at most {MAX_LENGTH} characters")
     try:
+        check_jwt(statement, what="its")  # before joserfc, whose JSON parser recurses
+    except UntrustedJSONError as exc:
+        raise InvalidSoftwareStatementError(f"software_statement is not a well-formed JWT: {exc}") from None
+    try:
         unverified = jws.extract_compact(statement.encode())
         header = unverified.headers()
-        claims = json.loads(unverified.payload)
+        claims = loads(unverified.payload)
     except (JoseError, ValueError, TypeError):
         raise InvalidSoftwareStatementError("software_statement is not a well-formed JWT") from None
     if not isinstance(claims, dict) or not isinstance(claims.get("iss"), str):

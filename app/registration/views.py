@@ -7,13 +7,13 @@ are written against the service instead and answer Authlib's error classes.
 """
 from __future__ import annotations
 
-import json
 import logging
 
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 from flask import Blueprint, current_app, jsonify, request
 
 from ..extensions import csrf, limiter
+from ..untrusted_json import UntrustedJSONError, loads
 from . import service
 from .errors import InvalidRequestError
 
@@ -69,11 +69,9 @@ def _json_body():
         raise InvalidRequestError("Content-Type must be application/json")
     raw = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: 413 before this returns
     try:
-        value = json.loads(raw)
-    except RecursionError:
-        raise InvalidRequestError("the JSON body is nested too deeply") from None
-    except ValueError:
-        raise InvalidRequestError("the body is not valid JSON") from None
+        value = loads(raw, max_bytes=current_app.config["MAX_BODY_BYTES"], what="the body")
+    except UntrustedJSONError as exc:
+        raise InvalidRequestError(str(exc)) from None
     if not isinstance(value, dict):
         raise InvalidRequestError("the body must be a JSON object of client metadata")
     _check_bounds(value, 0)

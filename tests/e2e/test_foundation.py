@@ -94,3 +94,16 @@ def test_wrong_kek_stops_startup_and_overwrites_nothing(tmp_path):
 def test_uninitialised_database_asks_for_init(tmp_path):
     result = run_gunicorn(server_env(tmp_path, 1))
     assert result.returncode != 0 and "run `ostiary init`" in error_lines(result)[0]
+
+
+def test_per_process_rate_limits_under_several_workers_stop_startup_with_one_line(tmp_path):
+    result = run_gunicorn(server_env(tmp_path, 1, RATELIMIT_STORAGE_URI="memory://", WORKERS=3))
+    assert result.returncode != 0
+    assert len(error_lines(result)) == 1
+    assert "gunicorn runs 3 workers" in error_lines(result)[0]
+    assert "OSTIARY_RATELIMIT_STORAGE_URI=redis://" in error_lines(result)[0]
+
+
+def test_one_worker_may_count_its_limits_in_memory(tmp_path):
+    with start_server(tmp_path, RATELIMIT_STORAGE_URI="memory://", WORKERS=1) as server:
+        assert requests.get(server.url + "/health", timeout=10).status_code == 200

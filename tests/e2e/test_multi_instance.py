@@ -18,6 +18,7 @@ from app import clock, create_app
 from app.extensions import db
 from app.models import AuditEvent, Client, InitialAccessToken
 from app.registration import iat, lifecycle
+from tests.console_helpers import csrf_token
 from tests.factories import new_key, public_jwks
 from tests.servers import Server, TEST_SECRETS, free_port, server_env
 
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.e2e
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 REGISTRATION_LIMIT = 30  # per hour and address, shared by both instances through Redis
+LOGIN_LIMIT = 10  # failed console logins per address, counted in the shared database
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 AUDIENCE = "https://api.example.com"
 
@@ -78,6 +80,8 @@ def pair(tmp_path_factory, new_pg_database):
     shared = {"ISSUER": issuer, "KEY_CACHE_SECONDS": 1, "REGISTRATION_POLICY": "initial_access_token",
               "RATELIMIT_STORAGE_URI": REDIS_URL, "RATELIMIT_KEY_PREFIX": f"ostiary-test-{uuid.uuid4().hex}",
               "REGISTRATION_RATE_LIMIT": f"{REGISTRATION_LIMIT} per hour", "PENDING_CAP_PER_ADDRESS": 1000,
+              # the limiter's coarse login limit lifted: the failed-login count in the database is tested
+              "LOGIN_RATE_LIMIT": "10000 per minute", "LOGIN_MAX_FAILURES_PER_ADDRESS": LOGIN_LIMIT,
               "PROXY_HOPS": 1}  # as behind one TLS-terminating proxy (app.serving)
     servers = []
     for name, port in (("a", port_a), ("b", port_b)):
@@ -223,6 +227,28 @@ def test_behind_a_proxy_the_client_address_is_recorded_and_limited_not_the_proxy
         event = db.session.execute(select(AuditEvent).where(AuditEvent.client_id == client_id)).scalar_one()
         return client.registered_from, event.address
     assert in_admin(pair.a, recorded) == ("203.0.113.7", "203.0.113.7")
+
+
+def console_login(server: Server, username: str, password: str, address: str) -> requests.Response:
+    """One login from a browser of its own, behind the proxy at ``address``."""
+    browser = requests.Session()
+    browser.headers["X-Forwarded-For"] = address
+    page = browser.get(server.url + "/console/login", timeout=10)
+    return browser.post(server.url + "/console/login", allow_redirects=False, timeout=10, data={
+        "csrf_token": csrf_token(page.text), "username": username, "password": password})
+
+
+def test_failed_console_logins_are_limited_across_instances_and_workers(pair):
+    """Alternating instances, two workers each: a per-process count would answer 401 to every one."""
+    created = pair.a.cli("admin", "create", "limits-e2e", "--password-stdin", input="e2e limits password\n")
+    assert created.returncode == 0, created.stderr
+    servers = [pair.a, pair.b]
+    codes = [console_login(servers[i % 2], "limits-e2e", "a wrong password", "198.51.100.23").status_code
+             for i in range(3 * LOGIN_LIMIT)]
+    assert codes == [401] * LOGIN_LIMIT + [429] * (2 * LOGIN_LIMIT)
+    refused = console_login(pair.b, "limits-e2e", "e2e limits password", "198.51.100.23")
+    assert refused.status_code == 429 and "Too many failed logins" in refused.text
+    assert console_login(pair.a, "limits-e2e", "e2e limits password", "198.51.100.24").status_code == 303
 
 
 def test_the_registration_rate_limit_is_shared_through_redis(pair):
