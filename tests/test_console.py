@@ -160,6 +160,15 @@ def public_jwks():
     return json.dumps({"keys": [key.as_dict(private=False)]})
 
 
+def test_a_publisher_whose_statements_are_accepted_once(logged_in):
+    from app.models import Publisher
+    logged_in.post("/console/trust/publishers", page="/console/trust", data={
+        "issuer": "https://once.example", "jwks": public_jwks(), "assurance_level": "1", "require_jti": "y"})
+    assert db.session.execute(select(Publisher)).scalar_one().require_jti is True
+    assert "each once (jti)" in logged_in.client.get("/console/trust").get_data(as_text=True)
+    assert events("publisher.added")[0].data["require_jti"] is True
+
+
 def test_publishers_and_workload_issuers_add_and_remove(logged_in):
     from app.models import Publisher, WorkloadIssuer
     logged_in.post("/console/trust/publishers", page="/console/trust", data={
@@ -172,7 +181,7 @@ def test_publishers_and_workload_issuers_add_and_remove(logged_in):
     assert '<label for="wi-issuer">' in page and '<label for="issuer">' in page
     publisher = db.session.execute(select(Publisher)).scalar_one()
     issuer = db.session.execute(select(WorkloadIssuer)).scalar_one()
-    assert (publisher.assurance_level, publisher.algorithms) == (2, ["ES256"])
+    assert (publisher.assurance_level, publisher.algorithms, publisher.require_jti) == (2, ["ES256"], False)
     logged_in.post(f"/console/trust/publishers/{publisher.id}/remove", page="/console/trust")
     logged_in.post(f"/console/trust/workload-issuers/{issuer.id}/remove", page="/console/trust")
     assert db.session.execute(select(Publisher)).first() is None

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import (DateField, HiddenField, IntegerField, PasswordField, SelectField,
+from wtforms import (BooleanField, DateField, HiddenField, IntegerField, PasswordField, SelectField,
                      SelectMultipleField, StringField, TextAreaField)
 from wtforms.validators import URL, DataRequired, InputRequired, Length, NumberRange, Optional
 from wtforms.widgets import CheckboxInput, HiddenInput, ListWidget
@@ -88,6 +88,7 @@ class PublisherForm(FlaskForm):
     jwks = TextAreaField("Or the JWKS itself (JSON)", validators=[Optional()])
     algorithms = StringField("Algorithms (comma-separated; empty: from the keys)")
     assurance_level = SelectField("Assurance level of its statements", coerce=int)
+    require_jti = BooleanField("Accept each statement once (statements must carry a jti)")
 
 
 class WorkloadIssuerForm(FlaskForm):

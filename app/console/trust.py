@@ -67,7 +67,7 @@ def add_publisher():
         jwks, jwks_uri = _key_source(form, publishers.PublisherError)
         publishers.add(form.issuer.data.strip(), jwks=jwks, jwks_uri=jwks_uri,
                        assurance_level=form.assurance_level.data, algorithms=_algorithms(form),
-                       actor=actor())
+                       require_jti=form.require_jti.data, actor=actor())
     except publishers.PublisherError as exc:
         db.session.rollback()
         form.form_errors.append(str(exc))
