@@ -40,9 +40,11 @@ class LifecycleError(ValueError):
 
 
 def get_client(client_id: str, *, lock: bool = False) -> Client:
+    """The client; with ``lock``, its row locked for this transaction and read afresh (a copy
+    already in the session would otherwise keep what it read before the lock)."""
     query = select(Client).where(Client.client_id == client_id)
     if lock:
-        query = query.with_for_update()
+        query = query.with_for_update().execution_options(populate_existing=True)
     client = db.session.execute(query).scalar_one_or_none()
     if client is None:
         raise LifecycleError(f"no client {client_id!r}")

@@ -91,7 +91,11 @@ def register(metadata: dict, *, address: str | None, initial_access_token: str |
     client.registration_token_hash = hashing.hash_secret(token)
     db.session.add(client)
     if statement is not None:
-        statements.spend(statement)
+        try:
+            statements.spend(statement)
+        except InvalidSoftwareStatementError:
+            db.session.rollback()
+            raise
     if policy == "initial_access_token" and not iat.take_use(initial_access_token):
         db.session.rollback()
         raise InvalidTokenError("the initial access token is unknown, expired or used up")
@@ -165,6 +169,9 @@ def update(client: Client, metadata: dict) -> Client:
     """
     if not isinstance(metadata, dict):
         raise InvalidRequestError("the request body must be a JSON object of client metadata")
+    # Locked, and read afresh, as an approval locks it: an update and an approval of the same
+    # registration take turns, so an approval never lands between this read and this write.
+    client = lifecycle.get_client(client.client_id, lock=True)
     if client.status not in (PENDING, ACTIVE):
         raise AccessDeniedError(f"a {client.status} client cannot update its registration")
     if metadata.get("client_id") != client.client_id:

@@ -29,8 +29,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from .. import clock, fetch
 from ..extensions import db
 from ..models import Publisher, StatementJti
-from . import publishers
 from ..untrusted_json import UntrustedJSONError, check_jwt, loads
+from . import publishers
 from .errors import InvalidSoftwareStatementError, UnapprovedSoftwareStatementError
 from .keys import ASYMMETRIC_ALGS, KeySetError
 
