@@ -231,6 +231,25 @@ subjects = ["{second.made.client_id}"]
     assert denied.get_json()["error"] == "invalid_grant"
 
 
+def test_a_delegation_chain_stops_at_its_limit(client, app):
+    """Each hop nests one more act (RFC 8693 §4.1); past the limit the exchange is refused with
+    invalid_grant, rather than minting a token too deeply nested to be read back."""
+    from app.oauth.grants.token_exchange import MAX_DELEGATION_HOPS
+    agents = [agent_for(client) for _ in range(MAX_DELEGATION_HOPS + 2)]
+    add_to_policy(app, '\n[[delegation]]\nname = "chain"\nactors = ["*"]\nsubjects = ["*"]\n')
+    token = exchanged(agents[0], held_token(agents[0])).get_json()["access_token"]
+    for hop, agent in enumerate(agents[1:], 1):
+        response = exchanged(agent, token, authorization_details="")
+        if hop <= MAX_DELEGATION_HOPS:
+            assert response.status_code == 200, (hop, response.get_json())
+            token = response.get_json()["access_token"]
+        else:
+            body = response.get_json()
+            assert response.status_code == 400 and body["error"] == "invalid_grant"
+            assert "delegation chain" in body["error_description"]
+    assert agents[MAX_DELEGATION_HOPS].introspect(token).get_json()["active"] is True  # it still reads back
+
+
 def test_actor_token_needs_may_act_or_policy(client, app):
     agent = agent_for(client)
     subject, actor = held_token(agent), held_token(agent)

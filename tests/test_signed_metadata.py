@@ -237,3 +237,33 @@ def test_the_pending_queue_shows_one_statement_presented_twice(client, app, runn
     assert page.count("same statement as 1 other registration") == 2
     shown = runner.invoke(args=["registration", "show", first["client_id"], "--json"]).output
     assert [c["client_id"] for c in json.loads(shown)["same_statement"]] == [second["client_id"]]
+
+
+def test_eight_concurrent_copies_of_a_once_only_statement_make_one_client(app):
+    """The jti is spent in each registration's transaction: the primary key lets one through."""
+    import threading
+
+    from app.registration.errors import InvalidSoftwareStatementError
+    from app.registration.service import register as register_service
+    key = once_only_publisher()
+    statement = software_statement(key, jti="install-0001")
+    outcomes = []
+
+    def attempt():
+        with app.app_context():
+            try:
+                register_service({"software_statement": statement, "jwks": public_jwks(VENDOR_KEY)},
+                                 address=None)
+                outcomes.append("registered")
+            except InvalidSoftwareStatementError:
+                outcomes.append("refused")
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=attempt) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["refused"] * 7 + ["registered"]
+    assert db.session.scalar(select(db.func.count()).select_from(Client)) == 1

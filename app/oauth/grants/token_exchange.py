@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token"
 JWT = "urn:ietf:params:oauth:token-type:jwt"
 SUPPORTED_TOKEN_TYPES = (ACCESS_TOKEN, JWT)
+# RFC 8693 §4.1 sets no limit on nested ``act`` claims; each hop is one level of JSON nesting,
+# and tokens are parsed with a bounded depth (app.untrusted_json), so the chain stops well short.
+MAX_DELEGATION_HOPS = 8
 
 
 @dataclass
@@ -209,6 +212,9 @@ class TokenExchangeGrant(OstiaryGrantMixin, BaseGrant, TokenEndpointMixin):
                                     "actor and no policy delegation rule allows it")
         act = {"sub": acting, "client_id": caller}
         if held_act:
+            if _chain_length(held_act) >= MAX_DELEGATION_HOPS:
+                raise InvalidGrantError(f"the delegation chain is already {MAX_DELEGATION_HOPS} actors long; "
+                                        "this server delegates no further")
             act["act"] = held_act  # RFC 8693 §4.1: nested for a chain of delegation
         return act, ("may_act" if named else f"policy:{rule.name}")
 
@@ -246,3 +252,10 @@ class TokenExchangeGrant(OstiaryGrantMixin, BaseGrant, TokenEndpointMixin):
             raise InvalidTargetError(f"audience {safe_echo(audience)} is not in the client's approval")
         return audience
 
+
+def _chain_length(act: dict) -> int:
+    """How many actors an ``act`` claim names, outermost first (RFC 8693 §4.1)."""
+    hops = 0
+    while isinstance(act, dict):
+        hops, act = hops + 1, act.get("act")
+    return hops
