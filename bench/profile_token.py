@@ -22,7 +22,7 @@ from . import ostiary
 from .workloads import SCOPE, basic
 
 PARTS = ("front.py:.*\\(__call__\\)|grants/base.py:.*\\(issue\\)|_write_group|append_locked|load_client"
-         "|authenticate_client_secret_basic|rfc9068.py:.*\\(mint\\)|do_ping")
+         "|_by_secret|rfc9068.py:.*\\(mint\\)|do_ping")
 
 
 def main(argv=None) -> None:
