@@ -217,6 +217,18 @@ def test_a_once_only_statement_is_accepted_once(client, app, settings):
     assert db.session.scalar(select(db.func.count()).select_from(Client)) == 2
 
 
+def test_sending_its_own_once_only_statement_again_in_an_update_is_no_replay(client, app):
+    key = once_only_publisher()
+    statement = software_statement(key, jti="install-0001", jwks=public_jwks(VENDOR_KEY))
+    info = register(client, statement)
+    again = update(client, info, software_statement=statement, jwks=None, contacts=["ops@acme.example"])
+    assert again.status_code == 200, again.get_json()
+    newer = software_statement(key, jti="install-0001", jwks=public_jwks(VENDOR_KEY), software_version="2")
+    replayed_jti = update(client, info, software_statement=newer, jwks=None)
+    assert replayed_jti.status_code == 400 and "already used" in replayed_jti.get_json()["error_description"]
+    assert stored(info["client_id"]).version == 2
+
+
 @pytest.mark.parametrize("jti", [None, "", 42, "x" * 256])
 def test_a_once_only_publisher_needs_a_usable_jti(client, app, jti):
     key = once_only_publisher()

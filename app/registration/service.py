@@ -207,10 +207,12 @@ def update(client: Client, metadata: dict) -> Client:
     signed = _signed(statement, clean) if statement is not None else list(client.signed_fields or [])
     back_to_review = _widening(client, clean) or _recognition_changed(client, before, clean, signed, statement)
     now = clock.now()
-    if statement is not None:
+    # The statement it registered with, sent again, is no new statement: nothing to spend.
+    new_statement = statement is not None and statement.digest != client.statement_digest
+    if new_statement:
         statements.spend(statement)
         client.software_statement, client.statement_digest = metadata["software_statement"], statement.digest
-    if changed or statement is not None:
+    if changed or new_statement:
         client.version += 1
     client.client_metadata, client.client_name, client.signed_fields = clean, clean.get("client_name"), signed
     client.jwks, client.jwks_uri, client.review_flags = clean.get("jwks"), clean.get("jwks_uri"), flags
