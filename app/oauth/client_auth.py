@@ -42,6 +42,9 @@ AUTH_METHOD = "private_key_jwt"
 LEEWAY = 30  # clock skew allowed on exp/nbf/iat, seconds
 PURGE_ONE_IN = 256
 REPLAYED = "the client assertion was already used (jti replay)"
+# An InvalidClientError with this attribute set was raised once the client's credential had
+# been verified: its own description is the answer, as it tells nothing to a stranger.
+AFTER_PROOF = "after_proof"
 JTI = AssertionJti.__table__
 PURGE_JTI = delete(JTI).where(JTI.c.expires_at < bindparam("now"))
 _spend_statements: dict = {}
@@ -102,7 +105,13 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         except JoseError as exc:
             log.debug("client assertion refused: %r", exc)
             raise InvalidClientError(description=f"the client assertion is invalid: {_clean(exc)}") from None
-        self.verify_claims(token.claims)
+        try:
+            self.verify_claims(token.claims)
+        except InvalidClientError as exc:
+            # The signature verified with the client's own key: whoever sent it holds that key,
+            # so the precise reason (lifetime, aud, jti) is theirs to read (app.oauth.server).
+            setattr(exc, AFTER_PROOF, True)
+            raise
         return token.claims
 
     def verify_claims(self, claims):

@@ -24,8 +24,8 @@ from joserfc.jwk import ECKey
 from .. import audit, hashing
 from ..extensions import db
 from ..registration.keys import ASYMMETRIC_ALGS
+from .client_auth import AFTER_PROOF, REPLAYED
 from .client_auth import AUTH_METHOD as ASSERTION_METHOD
-from .client_auth import REPLAYED
 from .clients import StaleClient, load_client, served_cached
 from .group_commit import Write
 from .status import require_active
@@ -46,9 +46,6 @@ DESCRIPTIONS = {
 # RFC 6749 §5.2 invalid_client, the same for every failure (ASCII, no quotes: RFC 6749 §5.2).
 AUTHENTICATION_FAILED = ("client authentication failed: the client_id is unknown, the credentials are "
                          "wrong, or the client registered another authentication method")
-# An InvalidClientError with this attribute set was raised once the credential was verified
-# (an expired secret): its own description is the answer, as it tells nothing to a stranger.
-AFTER_PROOF = "after_proof"
 
 
 class OstiaryAuthorizationServer(AuthorizationServer):
