@@ -1,4 +1,4 @@
-"""The approval lifecycle of a client (docs/design.md, "The life of an identity").
+"""The approval lifecycle of a client: the life of an identity, from registration to retirement.
 
     pending --approve--> active --suspend--> suspended --reactivate--> active
     pending --deny--> denied;  active/suspended --expiry passes--> expired;  any --retire--> retired
