@@ -7,12 +7,14 @@ client a test sees is one the real services could have produced.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
 from joserfc.jwk import ECKey
 
 from app import clock
+from app.extensions import db
 from app.models.client import ACTIVE, DENIED, EXPIRED, PENDING, RETIRED, SUSPENDED
 from app.registration import lifecycle
 from app.registration.service import register
@@ -30,6 +32,26 @@ def sqlite_write_lock_is_free(database: str) -> bool:
         return False
     finally:
         other.close()
+
+
+def at_once(app, attempt, copies: int = 8) -> list:
+    """Run ``attempt()`` in ``copies`` threads at once, each in an app context and a session of
+    its own; returns what the attempts returned, in no particular order."""
+    results = []
+
+    def run():
+        with app.app_context():
+            try:
+                results.append(attempt())
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=run) for _ in range(copies)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
 
 
 @dataclass

@@ -1,6 +1,5 @@
 """Publishers, software statements, initial access tokens, auto-approval and safe fetching."""
 import json
-import threading
 import time
 
 import pytest
@@ -14,7 +13,7 @@ from app.models import Client, InitialAccessToken
 from app.registration import iat, publishers
 from app.registration.publishers import PublisherError
 
-from .factories import (PUBLISHER, add_publisher, new_key, public_jwks, software_statement,
+from .factories import (PUBLISHER, add_publisher, at_once, new_key, public_jwks, software_statement,
                         sqlite_write_lock_is_free)
 
 CLIENT_KEY = new_key("c1")
@@ -162,20 +161,13 @@ def test_expired_initial_access_token(client, settings):
 
 def test_initial_access_token_use_limit_holds_under_concurrency(app):
     token, row = iat.create(max_uses=3, ttl=3600, actor="admin:a")
-    results = []
 
     def take():
-        with app.app_context():
-            ok = iat.take_use(token)
-            db.session.commit()
-            results.append(ok)
-            db.session.remove()
+        ok = iat.take_use(token)
+        db.session.commit()
+        return ok
 
-    threads = [threading.Thread(target=take) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = at_once(app, take)
     assert sorted(results) == [False] * 5 + [True] * 3
     db.session.expire_all()
     assert db.session.get(InitialAccessToken, row.id).uses == 3

@@ -10,8 +10,8 @@ from app.extensions import db
 from app.models import AuditEvent, Client
 
 from .console_helpers import Console
-from .factories import (PUBLISHER, Made, add_publisher, approve, make_client, new_key, public_jwks,
-                        software_statement)
+from .factories import (PUBLISHER, Made, add_publisher, approve, at_once, make_client, new_key,
+                        public_jwks, software_statement)
 from .token_actions import test_client_agent
 
 VENDOR_KEY = new_key("vendor-agent")   # the key the vendor's statement pins
@@ -253,29 +253,18 @@ def test_the_pending_queue_shows_one_statement_presented_twice(client, app, runn
 
 def test_eight_concurrent_copies_of_a_once_only_statement_make_one_client(app):
     """The jti is spent in each registration's transaction: the primary key lets one through."""
-    import threading
-
     from app.registration.errors import InvalidSoftwareStatementError
     from app.registration.service import register as register_service
     key = once_only_publisher()
     statement = software_statement(key, jti="install-0001")
-    outcomes = []
 
     def attempt():
-        with app.app_context():
-            try:
-                register_service({"software_statement": statement, "jwks": public_jwks(VENDOR_KEY)},
-                                 address=None)
-                outcomes.append("registered")
-            except InvalidSoftwareStatementError:
-                outcomes.append("refused")
-            finally:
-                db.session.remove()
+        try:
+            register_service({"software_statement": statement, "jwks": public_jwks(VENDOR_KEY)}, address=None)
+            return "registered"
+        except InvalidSoftwareStatementError:
+            return "refused"
 
-    threads = [threading.Thread(target=attempt) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = at_once(app, attempt)
     assert sorted(outcomes) == ["refused"] * 7 + ["registered"]
     assert db.session.scalar(select(db.func.count()).select_from(Client)) == 1
