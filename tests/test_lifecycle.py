@@ -63,6 +63,8 @@ def approval_args(**override):
     ({"assurance_level": 9}, "assurance level"),
     ({"proofing_method": "vibes"}, "proofing method"),
     ({"proofing_method": "software_statement"}, "without a verified software statement"),
+    ({"serves": ["not a uri"]}, "resource server identifier 'not a uri' is not an absolute URI"),
+    ({"serves": ["https://api.example.com/#frag"]}, "resource server identifier .* fragment"),
 ])
 def test_approve_refuses_bad_approvals(app, override, message):
     made = make_client(status="pending")
