@@ -82,6 +82,8 @@ def run_command(host: str, port: int):
         click.echo(f" * First start: log in as 'admin' with the one-time password {password}")
         click.echo("   (it is shown only now; create others with `ostiary admin create`)")
     from werkzeug.serving import run_simple
+    from .audit import sequencer
+    sequencer.start(app)
     run_simple(host, port, app, threaded=True)
 
 

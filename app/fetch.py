@@ -29,7 +29,7 @@ import requests
 from flask import current_app
 from requests.adapters import HTTPAdapter
 
-from . import clock, inline
+from . import clock
 from .untrusted_json import UntrustedJSONError, loads
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ def fetch_json(url: str) -> dict:
         hit = _cache.get(url)
     if hit and hit[0] > now:
         return hit[1]
-    value = inline.blocking(_fetch, url)  # resolving and fetching wait on the network
+    value = _fetch(url)
     with _lock:
         if len(_cache) >= CACHE_ENTRIES:
             _cache.pop(next(iter(_cache)))

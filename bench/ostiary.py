@@ -90,7 +90,7 @@ def start(backend: str, workdir: Path, pg_admin_url: str, redis_url: str, extra:
         clients = make_clients(env)
         log_path = instance / "gunicorn.log"
         with log_path.open("ab") as out:
-            proc = subprocess.Popen([str(BIN / "gunicorn"), "-c", "config/gunicorn.conf.py", "asgi:app"],
+            proc = subprocess.Popen([str(BIN / "gunicorn"), "-c", "config/gunicorn.conf.py", "wsgi:app"],
                                     cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                     start_new_session=True)
         try:

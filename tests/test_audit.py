@@ -5,6 +5,7 @@ import pytest
 from sqlalchemy import text
 
 from app import audit
+from app.audit import sequencer
 from app.extensions import db
 from app.models import AuditEvent
 
@@ -13,6 +14,7 @@ def write_events(n):
     for i in range(n):
         audit.record("test.event", "system", client_id=f"c{i}", data={"i": i})
         db.session.commit()
+    sequencer.seal_all()
 
 
 def test_events_are_chained_in_order(app):

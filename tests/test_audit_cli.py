@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from app import audit, clock
+from app.audit import sequencer
 from app.extensions import db
 from app.models import AuditEvent
 
@@ -18,6 +19,7 @@ from .servers import ROOT, TEST_SECRETS
 def write(event_type="test.event", actor="system", **kwargs):
     audit.record(event_type, actor, **kwargs)
     db.session.commit()
+    sequencer.seal_all()
 
 
 def test_verify_reports_an_intact_trail(runner):
@@ -80,6 +82,8 @@ with app.app_context():
 
 
 def test_concurrent_threads_and_processes_keep_one_chain_without_gaps(app):
+    """Writers append without a shared lock while two sequencers seal at the same time: every
+    event ends in one chain, once, without gaps."""
     threads, per_thread, processes, per_process = 6, 20, 2, 20
     url = app.config["SQLALCHEMY_DATABASE_URI"]
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, url, app.config["INSTANCE_PATH"],
@@ -92,7 +96,7 @@ def test_concurrent_threads_and_processes_keep_one_chain_without_gaps(app):
         with app.app_context():
             try:
                 for i in range(per_thread):
-                    # two events per transaction: both land together, consecutively numbered
+                    # two events per transaction: both land together
                     audit.record("test.thread", "system", data={"t": n, "i": i})
                     audit.record("test.thread.pair", "system", data={"t": n, "i": i})
                     db.session.commit()
@@ -101,15 +105,31 @@ def test_concurrent_threads_and_processes_keep_one_chain_without_gaps(app):
             finally:
                 db.session.remove()
 
+    writing = threading.Event()
+    writing.set()
+
+    def sealer():
+        with app.app_context():
+            try:
+                while writing.is_set():
+                    sequencer.seal(limit=7)
+            except Exception as exc:
+                errors.append(exc)
+
     workers = [threading.Thread(target=writer, args=(n,)) for n in range(threads)]
-    for t in workers:
+    sealers = [threading.Thread(target=sealer) for _ in range(2)]
+    for t in workers + sealers:
         t.start()
     for t in workers:
         t.join()
     for p in procs:
         _, stderr = p.communicate(timeout=120)
         assert p.returncode == 0, stderr
+    writing.clear()
+    for t in sealers:
+        t.join()
     assert errors == []
+    sequencer.seal_all()
     db.session.expire_all()
     count, broken, why = audit.verify()
     assert (broken, why) == (None, None)
@@ -117,7 +137,7 @@ def test_concurrent_threads_and_processes_keep_one_chain_without_gaps(app):
                                  .where(AuditEvent.event_type.like("test.%"))).scalar_one()
     assert written == threads * per_thread * 2 + processes * per_process
     seqs = db.session.execute(select(AuditEvent.seq).order_by(AuditEvent.seq)).scalars().all()
-    assert seqs == list(range(1, count + 1))
+    assert seqs == list(range(1, count + 1))  # every event sealed (no NULL), once
 
 
 def test_values_from_refused_requests_are_stored_whatever_they_hold(app):

@@ -68,7 +68,7 @@ def answer(response) -> tuple:
 
 def last_refusal(path: str) -> AuditEvent:
     return db.session.scalars(select(AuditEvent).filter_by(event_type=REFUSAL_EVENTS[path])
-                              .order_by(AuditEvent.seq.desc())).first()
+                              .order_by(AuditEvent.id.desc())).first()
 
 
 @pytest.mark.parametrize("path", ["/token", "/introspect", "/revoke", "/task/end"])

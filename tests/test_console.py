@@ -4,6 +4,7 @@ import json
 import pytest
 from sqlalchemy import select
 
+from app.audit import sequencer
 from app.extensions import db
 from app.models import AuditEvent, SigningKey
 
@@ -136,11 +137,22 @@ def test_audit_search_and_jsonl_export(logged_in):
         as_text=True)
     assert "key.rotated" in page and "admin.login" not in page
     assert "No events match." in logged_in.client.get("/console/audit?actor=nobody").get_data(as_text=True)
+    sequencer.seal_all()
     export = logged_in.client.get("/console/audit/export.jsonl?actor=admin:alice")
     assert export.mimetype == "application/jsonl"
     lines = [json.loads(line) for line in export.get_data(as_text=True).splitlines()]
     assert [line["event_type"] for line in lines] == ["admin.login", "key.rotated"]
     assert all(line["actor"] == "admin:alice" and len(line["hash"]) == 64 for line in lines)
+
+
+def test_audit_verify_shows_waiting_events_and_the_latest_checkpoint(logged_in):
+    logged_in.post("/console/keys/rotate")
+    page = logged_in.client.get("/console/audit/verify").get_data(as_text=True)
+    assert "The audit trail is intact" in page and "wait for the sequencer" in page
+    sequencer.seal_all(checkpoint=True)
+    page = logged_in.client.get("/console/audit/verify").get_data(as_text=True)
+    assert "wait for the sequencer" not in page
+    assert sequencer.latest()["checkpoint"] in page
 
 
 def test_audit_time_filter(logged_in):

@@ -81,7 +81,7 @@ def test_exchange_for_a_task_token(client):
     assert row.parent_jti == claims_of(subject)["jti"] and row.task_id == body["task_id"]
     assert db.session.get(Task, body["task_id"]).intent == "summarize-reports"
     kinds = [(e.event_type, e.actor, e.decision) for e in db.session.execute(
-        select(AuditEvent).where(AuditEvent.task_id == body["task_id"]).order_by(AuditEvent.seq)).scalars()]
+        select(AuditEvent).where(AuditEvent.task_id == body["task_id"]).order_by(AuditEvent.id)).scalars()]
     assert kinds == [("policy.decision", "policy:read-reports", "allow"),
                      ("token.exchanged", f"client:{agent.made.client_id}", "allow")]
 

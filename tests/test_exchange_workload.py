@@ -169,5 +169,5 @@ def test_add_twice_and_remove(app, trusted):
     assert workload.list_issuers() == []
     with pytest.raises(workload.WorkloadIssuerError, match="no workload issuer"):
         workload.remove_issuer(SPIFFE, actor="admin:test")
-    kinds = [e.event_type for e in db.session.execute(select(AuditEvent).order_by(AuditEvent.seq)).scalars()]
+    kinds = [e.event_type for e in db.session.execute(select(AuditEvent).order_by(AuditEvent.id)).scalars()]
     assert kinds[-2:] == ["workload_issuer.added", "workload_issuer.removed"]

@@ -15,7 +15,7 @@ from .factories import approve, make_client, new_key, public_jwks
 
 def events(client_id):
     return [e.event_type for e in db.session.execute(
-        select(AuditEvent).where(AuditEvent.client_id == client_id).order_by(AuditEvent.seq)).scalars()]
+        select(AuditEvent).where(AuditEvent.client_id == client_id).order_by(AuditEvent.id)).scalars()]
 
 
 def status(client_id):

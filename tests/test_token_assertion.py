@@ -40,7 +40,7 @@ def refused_for(response, words: str) -> bool:
     if (response.status_code, response.get_json()) != (401, generic):
         return False
     reason = db.session.scalars(select(AuditEvent.reason).filter_by(event_type="token.refused")
-                                .order_by(AuditEvent.seq.desc())).first()
+                                .order_by(AuditEvent.id.desc())).first()
     return words in reason
 
 

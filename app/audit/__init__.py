@@ -1,5 +1,5 @@
-"""The audit trail: ``record()`` in the same transaction as the change it describes
-(``append_locked()``: the same, with Core statements, for the token endpoint's group commit)."""
-from .trail import append_locked, export_jsonl, lock_head, record, values, verify
+"""The audit trail: ``record()`` in the same transaction as the change it describes; the
+sequencer seals what was recorded into a hash chain and signs checkpoints of it."""
+from .trail import export_jsonl, record, record_values, values, verify
 
-__all__ = ["record", "values", "lock_head", "append_locked", "verify", "export_jsonl"]
+__all__ = ["record", "record_values", "values", "verify", "export_jsonl"]

@@ -1,14 +1,18 @@
-"""``ostiary audit``: verify the hash chain, export the trail as JSON Lines."""
+"""``ostiary audit``: seal and verify the hash chain, print its signed checkpoint, export the
+trail as JSON Lines."""
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from datetime import timezone
+from pathlib import Path
 
 import click
 from flask.cli import with_appcontext
+from joserfc.jwk import KeySet
 
-from . import trail
+from . import sequencer, trail
 
 log = logging.getLogger(__name__)
 
@@ -18,18 +22,75 @@ def audit_group():
     """The tamper-evident audit trail."""
 
 
-@audit_group.command("verify")
+@audit_group.command("seal")
 @with_appcontext
-def verify_command():
+def seal_command():
+    """Seal every event waiting for the sequencer now, and sign a checkpoint of the chain."""
+    n = sequencer.seal_all(checkpoint=True)
+    click.echo(f"sealed {n} events")
+
+
+@audit_group.command("checkpoint")
+@with_appcontext
+def checkpoint_command():
+    """Print the latest signed checkpoint as JSON (seal first, so it covers every event
+    committed until now). Keep it where the database's operators cannot change it."""
+    sequencer.seal_all(checkpoint=True)
+    latest = sequencer.latest()
+    if latest is None:
+        click.echo("no checkpoint: the trail is empty", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(latest, indent=2))
+
+
+@audit_group.command("verify")
+@click.option("--checkpoint", "checkpoint_file", type=click.Path(dir_okay=False, allow_dash=True),
+              help="A checkpoint kept from `ostiary audit checkpoint` (its JSON, or the JWS alone); "
+                   "the trail must still hold what it signed.")
+@click.option("--jwks", "jwks_file", type=click.Path(exists=True, dir_okay=False),
+              help="Verify the checkpoint with this key set (the issuer's JWKS, kept by the auditor) "
+                   "instead of the signing keys the key-encryption key opens.")
+@with_appcontext
+def verify_command(checkpoint_file, jwks_file):
     """Check the whole chain; exit 1 and name the first broken event if it is not intact."""
-    count, broken, why = trail.verify()
+    checkpoint = None
+    if checkpoint_file is not None:
+        try:
+            checkpoint = sequencer.read_checkpoint(_jws(checkpoint_file), _keys(jwks_file))
+        except (sequencer.CheckpointError, ValueError) as exc:
+            click.echo(f"audit checkpoint REFUSED: {exc}", err=True)
+            sys.exit(1)
+    count, broken, why = trail.verify(checkpoint)
     if broken is not None:
         click.echo(f"audit trail BROKEN at event {broken}: {why} ({count} events before it are intact)",
                    err=True)
         sys.exit(1)
     head = trail.head_row()
-    # The last hash is the anchor to keep outside the database (see README, "Production").
-    click.echo(f"audit trail intact: {count} events; last hash {head.hash if head else trail.GENESIS}")
+    waiting, oldest = trail.unsealed()
+    against = f"; consistent with checkpoint {checkpoint['seq']}" if checkpoint else ""
+    click.echo(f"audit trail intact: {count} events sealed; last hash {head.hash if head else trail.GENESIS}"
+               f"{against}")
+    if waiting:
+        click.echo(f"{waiting} events wait for the sequencer (the oldest at {oldest.isoformat()})")
+
+
+def _jws(path: str) -> str:
+    text = (sys.stdin.read() if path == "-" else Path(path).read_text()).strip()
+    if text.startswith("{"):
+        try:
+            return json.loads(text)["checkpoint"]
+        except (ValueError, KeyError, TypeError):
+            raise ValueError("the file is JSON but holds no \"checkpoint\"") from None
+    return text
+
+
+def _keys(path: str | None) -> KeySet | None:
+    if path is None:
+        return None
+    try:
+        return KeySet.import_key_set(json.loads(Path(path).read_text()))
+    except Exception as exc:  # noqa: BLE001 (any unreadable key set is the same refusal)
+        raise ValueError(f"cannot read the key set in {path}: {exc}") from None
 
 
 @audit_group.command("export")

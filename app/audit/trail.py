@@ -1,14 +1,12 @@
-"""Append-only, hash-chained audit events.
+"""Append-only audit events, sealed into a hash chain afterwards.
 
 ``record()`` adds an event to the session's transaction; nothing is committed here, so the
 event lands in the same transaction as the change it records, or not at all. When that
-transaction commits, its events are written last (``append_locked()``, which the token
-requests' group commit, ``app.oauth.group_commit``, also uses): everything else is flushed,
-then the single ``audit_head`` row is locked (``SELECT … FOR UPDATE`` on PostgreSQL; on
-SQLite every write transaction is ``BEGIN IMMEDIATE``), the events get their sequence
-numbers and hashes and are inserted, and the head moves. That keeps the chain linear with
-many processes and instances writing at once, while the lock is held only for the events'
-own statements and the commit.
+transaction commits, its events are inserted last (``_append_recorded``), each with an ``id``
+the database assigns and nothing else to compute: no lock is shared by the writers of
+different transactions, processes or instances. The sequencer (``app.audit.sequencer``)
+then seals them, oldest first, into the chain that ``verify()`` walks: ``seq``, ``prev_hash``
+and ``hash``, and the head row that says where the chain ends.
 """
 from __future__ import annotations
 
@@ -18,8 +16,8 @@ import logging
 from contextlib import closing
 from typing import Iterator
 
-from flask import g, has_app_context, has_request_context, request
-from sqlalchemy import bindparam, event, insert, select, update
+from flask import has_request_context, request
+from sqlalchemy import event, func, insert, select
 from sqlalchemy.orm import Session
 
 from .. import clock
@@ -31,10 +29,6 @@ log = logging.getLogger(__name__)
 GENESIS = "0" * 64
 HEAD_ID = 1
 HEAD = AuditHead.__table__
-# Built once: constructing them per request cost as much as running them.
-LOCK_HEAD = select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == HEAD_ID).with_for_update()
-MOVE_HEAD = update(HEAD).where(HEAD.c.id == HEAD_ID).values(seq=bindparam("to_seq"),
-                                                            hash=bindparam("to_hash"))
 EVENT = AuditEvent.__table__
 INSERT_EVENT = insert(EVENT)
 RECORDED = "ostiary.audit.recorded"  # session.info key: values() dicts awaiting the commit
@@ -60,14 +54,19 @@ def record(event_type: str, actor: str, *, client_id: str | None = None, jti: st
         reason=reason, data=data))
 
 
+def record_values(events: list[dict]) -> None:
+    """``record()`` for events already made with ``values()`` (in order)."""
+    session = db.session()
+    if not session.in_transaction():
+        session.begin()
+    session.info.setdefault(RECORDED, []).extend(events)
+
+
 def values(event_type: str, actor: str, *, client_id: str | None = None, jti: str | None = None,
            task_id: str | None = None, decision: str | None = None, reason: str | None = None,
            data: dict | None = None) -> dict:
     """An event's column values, made storable, before it is chained."""
-    if has_request_context():
-        address = request.remote_addr
-    else:  # the machine endpoints run in an app context only (app.oauth.front)
-        address = g.get("remote_addr") if has_app_context() else None
+    address = request.remote_addr if has_request_context() else None
     fields = {"event_type": event_type, "actor": actor, "client_id": client_id, "jti": jti,
               "task_id": task_id, "decision": decision, "reason": reason, "address": address}
     row = {name: _storable(name, value) for name, value in fields.items()}
@@ -102,19 +101,11 @@ def _digest(values: dict, prev_hash: str) -> str:
 
 @event.listens_for(Session, "before_commit")
 def _append_recorded(session: Session) -> None:
-    """Write the transaction's recorded events last, just before it commits: everything else
-    is flushed first, so the head's lock is held for the events' own statements and the
-    commit, not for the change they record."""
+    """Insert the transaction's recorded events last, just before it commits."""
     events = session.info.pop(RECORDED, None)
-    if not events:
-        return
-    session.flush()
-    connection = session.connection()
-    head = lock_head(connection)
-    if head is None:  # first event ever; `ostiary init` creates the row in normal operation
-        connection.execute(insert(HEAD).values(id=HEAD_ID, seq=0, hash=GENESIS))
-        head = (0, GENESIS)
-    append_locked(connection, head, events)
+    if events:
+        session.flush()
+        session.connection().execute(INSERT_EVENT, events)
 
 
 @event.listens_for(Session, "after_transaction_end")
@@ -124,35 +115,13 @@ def _drop_recorded(session: Session, transaction) -> None:
         session.info.pop(RECORDED, None)
 
 
-def lock_head(connection) -> tuple[int, str] | None:
-    """(seq, hash) of the chain's last event, locked until the transaction ends."""
-    row = connection.execute(LOCK_HEAD).first()
-    return tuple(row) if row is not None else None
-
-
-def append_locked(connection, head: tuple[int, str], events: list[dict]) -> None:
-    """Chain ``events`` (``values()`` dicts, in order) after ``head``, which the caller locked
-    with ``lock_head()`` in this transaction, INSERT them and move the head: no commit."""
-    if events:
-        moved = _link(head, events)
-        connection.execute(INSERT_EVENT, events)
-        connection.execute(MOVE_HEAD, moved)
-
-
-def _link(head: tuple[int, str], events: list[dict]) -> dict:
-    seq, prev = head
-    for row in events:
-        seq += 1
-        row["seq"] = seq
-        row["prev_hash"], row["hash"] = prev, _digest(row, prev)
-        prev = row["hash"]
-    return {"to_seq": seq, "to_hash": prev}
-
-
-def verify() -> tuple[int, int | None, str | None]:
-    """Walk the whole chain. Returns (events checked, first broken seq or None, why)."""
+def verify(checkpoint: dict | None = None) -> tuple[int, int | None, str | None]:
+    """Walk the sealed chain, and if given a checkpoint (its verified ``seq`` and ``hash``),
+    check that the chain still holds what the checkpoint saw. Returns (events checked, first
+    broken seq or None, why). Events not yet sealed are not part of it (``unsealed()``)."""
     prev_hash, expected_seq, count = GENESIS, 1, 0
-    with closing(_stream()) as events:
+    at = checkpoint["seq"] if checkpoint else None
+    with closing(_stream(select(AuditEvent).where(AuditEvent.seq.is_not(None)).order_by(AuditEvent.seq))) as events:
         for ev in events:
             if ev.seq != expected_seq:
                 return count, expected_seq, f"event {expected_seq} is missing (next is {ev.seq})"
@@ -160,11 +129,23 @@ def verify() -> tuple[int, int | None, str | None]:
                 return count, ev.seq, "prev_hash does not match the preceding event"
             if event_hash(ev, prev_hash) != ev.hash:
                 return count, ev.seq, "content does not match its hash (edited)"
+            if ev.seq == at and ev.hash != checkpoint["hash"]:
+                return count, ev.seq, (f"the chain is not the one checkpoint {at} signed: the trail up to "
+                                       "it was rewritten")
             prev_hash, expected_seq, count = ev.hash, expected_seq + 1, count + 1
+    if at is not None and count < at:
+        return count, count + 1, f"the trail ends at {count} but checkpoint {at} signed more (truncated)"
     head = head_row()
     if head is not None and (head.seq != count or head.hash != prev_hash):
         return count, count + 1, f"the trail ends at {count} but the head says {head.seq} (truncated)"
     return count, None, None
+
+
+def unsealed() -> tuple[int, object]:
+    """(how many events wait for the sequencer, when the oldest of them happened or None)."""
+    row = db.session.execute(select(func.count(), func.min(AuditEvent.at))
+                             .where(AuditEvent.seq.is_(None))).one()
+    return row[0], row[1]
 
 
 def head_row():
@@ -174,9 +155,11 @@ def head_row():
 
 def matching(*, client_id=None, actor=None, event_type=None, since=None, until=None,
              newest_first=False):
-    """Events matching the filters (equalities; ``since`` inclusive, ``until`` exclusive),
-    in chain order: the one query behind the CLI export and the console's search and export."""
-    query = select(AuditEvent).order_by(AuditEvent.seq.desc() if newest_first else AuditEvent.seq)
+    """Events matching the filters (equalities; ``since`` inclusive, ``until`` exclusive), in
+    the order they were written (which is the chain's, but for events of transactions that
+    committed at the same moment): the one query behind the CLI export and the console's search
+    and export."""
+    query = select(AuditEvent).order_by(AuditEvent.id.desc() if newest_first else AuditEvent.id)
     for column, value in ((AuditEvent.client_id, client_id), (AuditEvent.actor, actor),
                           (AuditEvent.event_type, event_type)):
         if value is not None:
@@ -204,15 +187,14 @@ def export_jsonl(out, **filters) -> int:
 
 
 def as_dict(ev: AuditEvent) -> dict:
-    """The event as exported: its hashed fields, then the links of the chain."""
+    """The event as exported: its hashed fields, then the links of the chain (None until sealed)."""
     return {**{name: getattr(ev, name) for name in HASHED}, "at": ev.at.isoformat(),
             "prev_hash": ev.prev_hash, "hash": ev.hash}
 
 
-def _stream(query=None) -> Iterator[AuditEvent]:
+def _stream(query) -> Iterator[AuditEvent]:
     """Events in batches (a server-side cursor on PostgreSQL), closed however the caller stops."""
-    result = db.session.execute((query if query is not None else matching())
-                                .execution_options(yield_per=500))
+    result = db.session.execute(query.execution_options(yield_per=500))
     try:
         yield from result.scalars()
     finally:

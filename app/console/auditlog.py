@@ -1,4 +1,5 @@
-"""Console: search the audit trail, export it as JSON Lines, verify its hash chain."""
+"""Console: search the audit trail, export it as JSON Lines, verify its hash chain and show
+its latest signed checkpoint."""
 from __future__ import annotations
 
 import logging
@@ -6,7 +7,7 @@ from datetime import datetime, time, timedelta, timezone
 
 from flask import Response, render_template, request, stream_with_context, url_for
 
-from ..audit import trail
+from ..audit import sequencer, trail
 from . import bp
 from .forms import AuditSearchForm
 from .queries import AUDIT_PAGE, audit_page
@@ -33,7 +34,7 @@ def audit():
     older = None
     if len(events) == AUDIT_PAGE:
         args = {k: v for k, v in request.args.items() if k != "before"}
-        older = url_for("console.audit", before=events[-1].seq, **args)
+        older = url_for("console.audit", before=events[-1].id, **args)
     return render_template("console/audit.html", form=form, events=events, chain=None, older=older)
 
 
@@ -49,5 +50,7 @@ def audit_export():
 @bp.get("/audit/verify")
 def audit_verify():
     count, broken, why = trail.verify()
+    waiting, _ = trail.unsealed()
     return render_template("console/audit.html", form=AuditSearchForm(), events=[],
-                           chain={"count": count, "broken": broken, "why": why})
+                           chain={"count": count, "broken": broken, "why": why, "waiting": waiting},
+                           checkpoint=sequencer.latest())

@@ -168,5 +168,5 @@ def key_thumbprints(client: Client) -> list[tuple[str, str]]:
 
 def audit_page(query, before: int | None) -> list[AuditEvent]:
     if before:
-        query = query.where(AuditEvent.seq < before)
+        query = query.where(AuditEvent.id < before)
     return db.session.execute(query.limit(AUDIT_PAGE)).scalars().all()

@@ -1,6 +1,6 @@
 """SQLAlchemy models, one module per aggregate."""
 from .admin import Admin, LoginFailure
-from .audit import AuditEvent, AuditHead
+from .audit import AuditCheckpoint, AuditEvent, AuditHead
 from .client import Approval, Client
 from .key import SigningKey
 from .publisher import InitialAccessToken, Publisher, StatementJti, WorkloadIssuer
