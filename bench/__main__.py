@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import platform
+import shlex
 import signal
 import subprocess
 import sys
@@ -51,6 +52,9 @@ def parse(argv):
                         help="PostgreSQL admin URL; the bench creates and drops its own database")
     parser.add_argument("--redis", default=os.environ.get("OSTIARY_BENCH_REDIS", "redis://127.0.0.1:6379/0"),
                         help="Redis URL for the rate limits (the bench's keys have a prefix of their own)")
+    parser.add_argument("--server-command", type=shlex.split,
+                        help="serve wsgi:app with this command instead of the shipped gunicorn "
+                             "configuration ($OSTIARY_BIND is replaced by the address to bind)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--workdir", type=Path, help="keep instance folders and server logs here")
     args = parser.parse_args(argv)
@@ -139,7 +143,9 @@ def main(argv=None) -> int:
                            "node": _version(["node", "--version"]), "wrk": _version(["wrk", "-v"])},
                "settings": {"seconds": args.seconds, "rounds": args.rounds, "warmup": args.warmup,
                             "connections": args.connections,
-                            "gunicorn": "config/gunicorn.conf.py defaults"},
+                            "server": (" ".join(args.server_command) if args.server_command
+                                       else "config/gunicorn.conf.py defaults"),
+                            "GUNICORN_CMD_ARGS": os.environ.get("GUNICORN_CMD_ARGS")},
                "rows": [], "audit": {}}
     with contextlib.ExitStack() as stack:
         workdir = args.workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ostiary-bench-")))
@@ -154,7 +160,8 @@ def main(argv=None) -> int:
                                         "no RFC 8693 token exchange"}
         for backend in [b for b in args.backends.split(",") if b]:
             started = time.monotonic()
-            with ostiary.start(backend, workdir, args.pg, args.redis) as (base, pid, clients, env):
+            with ostiary.start(backend, workdir, args.pg, args.redis,
+                               command=args.server_command) as (base, pid, clients, env):
                 ours = Side("ostiary", base, pid, clients, exchange_extra=ostiary.EXCHANGE_EXTRA)
                 for name in names:
                     results["rows"].append({"backend": backend, "workload": name,

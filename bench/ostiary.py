@@ -76,8 +76,11 @@ def environment(instance: Path, port: int, database_url: str, extra: dict, redis
 
 
 @contextlib.contextmanager
-def start(backend: str, workdir: Path, pg_admin_url: str, redis_url: str, extra: dict | None = None):
-    """Yields (base_url, gunicorn master pid, BenchClients, env)."""
+def start(backend: str, workdir: Path, pg_admin_url: str, redis_url: str, extra: dict | None = None,
+          command: list[str] | None = None):
+    """Yields (base_url, server pid, BenchClients, env). ``command``: another WSGI server's
+    command line for ``wsgi:app`` (it binds to ``$OSTIARY_BIND``); by default the shipped
+    gunicorn configuration."""
     instance = workdir / f"ostiary-{backend}"
     instance.mkdir(parents=True, exist_ok=True)
     with fresh_database(backend, workdir, pg_admin_url) as url:
@@ -90,8 +93,9 @@ def start(backend: str, workdir: Path, pg_admin_url: str, redis_url: str, extra:
         clients = make_clients(env)
         log_path = instance / "gunicorn.log"
         with log_path.open("ab") as out:
-            proc = subprocess.Popen([str(BIN / "gunicorn"), "-c", "config/gunicorn.conf.py", "wsgi:app"],
-                                    cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            argv = [part.replace("$OSTIARY_BIND", env["OSTIARY_BIND"]) for part in command] if command else \
+                [str(BIN / "gunicorn"), "-c", "config/gunicorn.conf.py", "wsgi:app"]
+            proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                     start_new_session=True)
         try:
             base = env["OSTIARY_ISSUER"]
@@ -146,14 +150,23 @@ def make_clients(env: dict) -> BenchClients:
 
 
 def audit_summary(env: dict) -> dict:
-    """After a run: is the chain intact, and how many issuances did it record?"""
+    """After a run, with the server still up: how long its sequencers took to seal what was
+    left when the load stopped, is the chain intact, and how many issuances did it record?"""
     from sqlalchemy import func, select
 
     from app import audit
+    from app.audit import trail
     from app.extensions import db
     from app.models import AuditEvent, IssuedToken
     app = app_for(env)
     with app.app_context():
+        started = time.monotonic()
+        waiting_at_end = waiting = trail.unsealed()[0]
+        while waiting and time.monotonic() - started < 120:
+            db.session.rollback()
+            time.sleep(0.1)
+            waiting = trail.unsealed()[0]
+        sealed_after = time.monotonic() - started
         started = time.monotonic()
         count, broken, why = audit.verify()
         seconds = time.monotonic() - started
@@ -162,8 +175,10 @@ def audit_summary(env: dict) -> dict:
             select(AuditEvent.event_type, func.count()).group_by(AuditEvent.event_type)).all())
         db.session.remove()
         db.engine.dispose()
-    return {"events": count, "intact": broken is None, "broken_at": broken, "why": why,
-            "verify_seconds": round(seconds, 2), "issued_tokens": tokens, "events_by_type": by_type}
+    return {"events": count, "intact": broken is None and not waiting, "broken_at": broken, "why": why,
+            "unsealed_when_the_load_stopped": waiting_at_end, "sealed_within_seconds": round(sealed_after, 2),
+            "unsealed_after_waiting": waiting, "verify_seconds": round(seconds, 2), "issued_tokens": tokens,
+            "events_by_type": by_type}
 
 
 def _wait(url: str, proc: subprocess.Popen, log_path: Path, timeout: float = 60) -> None:
