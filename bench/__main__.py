@@ -54,7 +54,7 @@ def parse(argv):
                         help="Redis URL for the rate limits (the bench's keys have a prefix of their own)")
     parser.add_argument("--server-command", type=shlex.split,
                         help="serve wsgi:app with this command instead of the shipped gunicorn "
-                             "configuration ($OSTIARY_BIND is replaced by the address to bind)")
+                             "configuration ($OSTIARY_BIND and $OSTIARY_PORT are replaced by the address and port to bind)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--workdir", type=Path, help="keep instance folders and server logs here")
     args = parser.parse_args(argv)

@@ -79,7 +79,8 @@ def environment(instance: Path, port: int, database_url: str, extra: dict, redis
 def start(backend: str, workdir: Path, pg_admin_url: str, redis_url: str, extra: dict | None = None,
           command: list[str] | None = None):
     """Yields (base_url, server pid, BenchClients, env). ``command``: another WSGI server's
-    command line for ``wsgi:app`` (it binds to ``$OSTIARY_BIND``); by default the shipped
+    command line for ``wsgi:app`` (``$OSTIARY_BIND`` and ``$OSTIARY_PORT`` in it are replaced by
+    the address and the port to bind); by default the shipped
     gunicorn configuration."""
     instance = workdir / f"ostiary-{backend}"
     instance.mkdir(parents=True, exist_ok=True)
@@ -93,7 +94,8 @@ def start(backend: str, workdir: Path, pg_admin_url: str, redis_url: str, extra:
         clients = make_clients(env)
         log_path = instance / "gunicorn.log"
         with log_path.open("ab") as out:
-            argv = [part.replace("$OSTIARY_BIND", env["OSTIARY_BIND"]) for part in command] if command else \
+            argv = [part.replace("$OSTIARY_BIND", env["OSTIARY_BIND"]).replace("$OSTIARY_PORT", str(port))
+                    for part in command] if command else \
                 [str(BIN / "gunicorn"), "-c", "config/gunicorn.conf.py", "wsgi:app"]
             proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                     start_new_session=True)

@@ -90,23 +90,17 @@ def issue_lockfree(token: dict, events: list[dict]) -> None:
 
 
 def issue_head_lock(token: dict, events: list[dict]) -> None:
-    """``storage.issue()``'s statements with the old shared lock taken first. Inline, because
-    ``issue()`` rolls back before it begins, which would drop a lock taken outside it."""
+    """``storage.issue()``'s statements, with the old shared lock taken first and held until
+    the commit."""
     from sqlalchemy import text
 
     from app import audit
     from app.extensions import db
     from app.oauth import storage
-    db.session.rollback()  # as issue() does: nothing pending, a transaction of its own
-    try:
-        connection = db.session.connection()
+    with db.engine.begin() as connection:
         connection.execute(text(OLD_HEAD_LOCK))
         connection.execute(storage.INSERT_TOKEN, token)
-        audit.record_values(events)  # inserted by the before_commit hook, under the lock
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
+        audit.append(connection, events)
 
 
 ISSUE = {"lockfree": issue_lockfree, "head_lock": issue_head_lock}

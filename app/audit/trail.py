@@ -54,14 +54,6 @@ def record(event_type: str, actor: str, *, client_id: str | None = None, jti: st
         reason=reason, data=data))
 
 
-def record_values(events: list[dict]) -> None:
-    """``record()`` for events already made with ``values()`` (in order)."""
-    session = db.session()
-    if not session.in_transaction():
-        session.begin()
-    session.info.setdefault(RECORDED, []).extend(events)
-
-
 def values(event_type: str, actor: str, *, client_id: str | None = None, jti: str | None = None,
            task_id: str | None = None, decision: str | None = None, reason: str | None = None,
            data: dict | None = None) -> dict:
@@ -105,7 +97,15 @@ def _append_recorded(session: Session) -> None:
     events = session.info.pop(RECORDED, None)
     if events:
         session.flush()
-        session.connection().execute(INSERT_EVENT, events)
+        append(session.connection(), events)
+
+
+def append(connection, events: list[dict]) -> None:
+    """INSERT ``events`` (``values()`` dicts, in order) in the connection's transaction: what
+    ``record()`` does at its session's commit, for writes made with Core statements
+    (``app.oauth.storage``)."""
+    if events:
+        connection.execute(INSERT_EVENT, events)
 
 
 @event.listens_for(Session, "after_transaction_end")

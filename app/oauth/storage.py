@@ -12,6 +12,8 @@ before, the request is a replay and nothing else of it is written.
 """
 from __future__ import annotations
 
+import contextlib
+
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 from sqlalchemy import insert
 
@@ -33,7 +35,7 @@ def issue(token: dict, events: list[dict], *, task: dict | None = None, assertio
         if task is not None:
             connection.execute(INSERT_TASK, task)
         connection.execute(INSERT_TOKEN, token)
-        audit.record_values(events)
+        audit.append(connection, events)
 
 
 def record_refusal(events: list[dict], *, assertion: dict | None = None,
@@ -43,7 +45,7 @@ def record_refusal(events: list[dict], *, assertion: dict | None = None,
     answer is False."""
     with _transaction() as connection:
         fresh = assertion is None or spend_jti(connection, assertion)
-        audit.record_values(events if fresh else (on_replay or events))
+        audit.append(connection, events if fresh else (on_replay or events))
     return fresh
 
 
@@ -55,17 +57,13 @@ def spend(assertion: dict) -> None:
             raise InvalidClientError(description=REPLAYED)
 
 
-class _transaction:
-    """The request's session, in a transaction of its own: what the request read before (in
-    autocommit, ``app.database.read``) holds no lock, and nothing else is pending in it."""
-
-    def __enter__(self):
+@contextlib.contextmanager
+def _transaction():
+    """A transaction on a connection of its own, committed at the end of the block, rolled back
+    if it raises. The request's ORM session is left as it is, but for one case: on SQLite a
+    transaction it holds would hold the write lock this one needs, so it ends first (a machine
+    request reads outside any transaction, ``app.database.read``, and writes nothing else)."""
+    if db.session.registry.has() and db.session().in_transaction():
         db.session.rollback()
-        return db.session.connection()
-
-    def __exit__(self, kind, exc, tb):
-        if kind is None:
-            db.session.commit()
-        else:
-            db.session.rollback()
-        return False
+    with db.engine.begin() as connection:
+        yield connection
