@@ -1,7 +1,7 @@
 """Development secrets in the instance folder.
 
 Only the development server (``ostiary run``) generates them; CLI commands
-read them when present. Production (``gunicorn wsgi:app``) never reads this
+read them when present. Production (``gunicorn asgi:app``) never reads this
 file: there a missing secret is a start-up error.
 """
 from __future__ import annotations

@@ -29,7 +29,7 @@ import requests
 from flask import current_app
 from requests.adapters import HTTPAdapter
 
-from . import clock
+from . import clock, inline
 from .untrusted_json import UntrustedJSONError, loads
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ def fetch_json(url: str) -> dict:
         hit = _cache.get(url)
     if hit and hit[0] > now:
         return hit[1]
-    value = _fetch(url)
+    value = inline.blocking(_fetch, url)  # resolving and fetching wait on the network
     with _lock:
         if len(_cache) >= CACHE_ENTRIES:
             _cache.pop(next(iter(_cache)))

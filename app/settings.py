@@ -54,10 +54,6 @@ DEFAULTS: dict[str, object] = {
     "POLICY_FILE": "",  # empty: config/policy.toml shipped with Ostiary
     "INCLUDE_OWNER_IN_TOKENS": True,
     "CONSOLE_SESSION_MINUTES": 30,
-    # Behind N reverse proxies (TLS termination), the client's address and scheme are the last
-    # N X-Forwarded-For/-Proto entries. 0 when clients reach the server directly: the headers
-    # would then be the client's to forge.
-    "PROXY_HOPS": 0,
     # The audit trail's sequencer (app.audit.sequencer): how often each server process looks
     # for events to seal (0: never by itself; `ostiary audit seal` does it), and how often at
     # most it signs a checkpoint of what it sealed.

@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 from . import ostiary
 from .workloads import SCOPE, basic
 
-PARTS = ("front.py:.*\\(__call__\\)|grants/base.py:.*\\(issue\\)|_write_group|append_locked|load_client"
+PARTS = ("front.py:.*\\(__call__\\)|grants/base.py:.*\\(issue\\)|_write_group|trail.py:.*\\(append\\)|load_client"
          "|_by_secret|rfc9068.py:.*\\(mint\\)|do_ping")
 
 

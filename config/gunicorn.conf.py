@@ -1,4 +1,4 @@
-"""Gunicorn settings for production: ``gunicorn -c config/gunicorn.conf.py wsgi:app``.
+"""Gunicorn settings for production: ``gunicorn -c config/gunicorn.conf.py asgi:app``.
 
 Every value can be overridden on the command line or with GUNICORN_CMD_ARGS.
 """
@@ -8,10 +8,13 @@ import os
 import sys
 
 bind = os.environ.get("OSTIARY_BIND", "127.0.0.1:8000")
-# Processes and threads per process: chosen by measurement (docs/performance.md).
+# One process per core, each an event loop (gunicorn's asgi worker, on uvloop): token requests
+# run inline on the loop and the ones in flight share one write transaction
+# (app.serving, app.oauth.group_commit); more processes than cores only queue more groups on
+# the one audit-head lock. Other requests run on OSTIARY_THREADS threads per process (asgi.py).
 workers = int(os.environ.get("OSTIARY_WORKERS", multiprocessing.cpu_count()))
-threads = int(os.environ.get("OSTIARY_THREADS", 4))
-worker_class = "gthread"
+worker_class = "asgi"
+asgi_lifespan = "off"
 # Load the app once in the master: start-up checks run once and stop gunicorn
 # with one clear line, and the decrypted signing key is shared by the workers.
 preload_app = True
@@ -27,17 +30,17 @@ def post_fork(server, worker):
     # Connections opened by the master must not be shared with the forked workers; each worker
     # runs its own audit sequencer (app.audit.sequencer), started now rather than on its first
     # request, so that events a killed process left unsealed are sealed after a restart.
-    import wsgi
+    import asgi
     from app.audit import sequencer
     from app.extensions import db
-    with wsgi.app.app_context():
+    with asgi.flask_app.app_context():
         db.engine.dispose(close=False)
-    sequencer.start(wsgi.app)
+    sequencer.start(asgi.flask_app)
 
 
 def pre_fork(server, worker):
     # The app loaded in the master is long-lived: out of the collector's sight, a worker's
-    # full collections no longer walk it (they stalled a worker for 75-80 ms, the
+    # full collections no longer walk it (they stalled a worker's loop for 75-80 ms, the
     # token endpoint's p99), and its pages stay shared with the master (Python's gc docs).
     gc.freeze()
 
@@ -45,7 +48,7 @@ def pre_fork(server, worker):
 def nworkers_changed(server, new_value, old_value):
     # The worker count is known here, before the app is loaded (at start-up old_value is None):
     # per-process rate-limit storage under several workers is refused with one line, as the
-    # app's own start-up checks are (wsgi.py). A later change (TTIN) cannot be refused without
+    # app's own start-up checks are (asgi.py). A later change (TTIN) cannot be refused without
     # stopping the running server, so it is logged as an error instead.
     from app.settings import SettingsError, check_workers, load
     try:

@@ -38,7 +38,7 @@ class Server:
     def start(self, timeout: float = 30) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [str(BIN / "gunicorn"), "-c", "config/gunicorn.conf.py", *self.extra_args, "wsgi:app"],
+                [str(BIN / "gunicorn"), "-c", "config/gunicorn.conf.py", *self.extra_args, "asgi:app"],
                 cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

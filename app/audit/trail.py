@@ -16,7 +16,7 @@ import logging
 from contextlib import closing
 from typing import Iterator
 
-from flask import has_request_context, request
+from flask import g, has_app_context, has_request_context, request
 from sqlalchemy import event, func, insert, select
 from sqlalchemy.orm import Session
 
@@ -58,7 +58,10 @@ def values(event_type: str, actor: str, *, client_id: str | None = None, jti: st
            task_id: str | None = None, decision: str | None = None, reason: str | None = None,
            data: dict | None = None) -> dict:
     """An event's column values, made storable, before it is chained."""
-    address = request.remote_addr if has_request_context() else None
+    if has_request_context():
+        address = request.remote_addr
+    else:  # the machine endpoints run in an app context only (app.oauth.front)
+        address = g.get("remote_addr") if has_app_context() else None
     fields = {"event_type": event_type, "actor": actor, "client_id": client_id, "jti": jti,
               "task_id": task_id, "decision": decision, "reason": reason, "address": address}
     row = {name: _storable(name, value) for name, value in fields.items()}
@@ -102,8 +105,8 @@ def _append_recorded(session: Session) -> None:
 
 def append(connection, events: list[dict]) -> None:
     """INSERT ``events`` (``values()`` dicts, in order) in the connection's transaction: what
-    ``record()`` does at its session's commit, for writes made with Core statements
-    (``app.oauth.storage``)."""
+    ``record()`` does at its session's commit, for the token requests' group commit
+    (``app.oauth.group_commit``), which writes on a driver connection (``app.dbapi``)."""
     if events:
         connection.execute(INSERT_EVENT, events)
 

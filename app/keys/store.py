@@ -19,7 +19,7 @@ from typing import NamedTuple
 from joserfc.jwk import ECKey, KeySet, RSAKey
 from sqlalchemy import or_, select
 
-from .. import audit, clock, database
+from .. import audit, clock, dbapi
 from ..extensions import db
 from ..models import SigningKey
 from ..models.key import ACTIVE, NEXT, PUBLISHED, RETIRED, RETIRING
@@ -84,7 +84,8 @@ class KeyRecord(NamedTuple):
 
 
 _KEY = SigningKey.__table__
-# In autocommit (app.database.read): the refresh runs inside token requests, before their write.
+# On the driver in autocommit (app.dbapi): the refresh runs inside token requests, inline on the
+# event loop, where an ORM transaction on SQLite would begin by waiting for the write lock.
 LOAD_PUBLISHED = (select(*(_KEY.c[name] for name in KeyRecord._fields))
                   .where(or_(*(_KEY.c.state == state for state in PUBLISHED)))  # (IN expands at run time)
                   .order_by(_KEY.c.created_at))
@@ -107,7 +108,7 @@ class KeyStore:
         if not force and clock.timestamp() - self._loaded_at < self._cache_seconds:
             return
         with self._lock:
-            rows = [KeyRecord(*row) for row in database.read(LOAD_PUBLISHED)]
+            rows = [KeyRecord(*row) for row in dbapi.fetch_all(LOAD_PUBLISHED, {})]
             active = next((k for k in rows if k.state == ACTIVE), None)
             if active is None:
                 raise LookupError("no active signing key: run `ostiary init`")

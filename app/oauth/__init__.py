@@ -10,12 +10,14 @@ def init_app(app: Flask) -> None:
     from .. import StartupError
     from ..policy import PolicyError, load
     from .client_auth import AUTH_METHOD, PrivateKeyJWT
+    from .clients import ClientCache
+    from .front import mount
     from .grants import ClientCredentialsGrant, TokenExchangeGrant
     from .introspection import IntrospectionEndpoint
+    from .group_commit import GroupCommit
     from .revocation import RevocationEndpoint
     from .server import OstiaryAuthorizationServer
     from .task_end import TaskEndEndpoint
-    from .views import bp
 
     try:
         load(app.config["POLICY_FILE"] or None)
@@ -29,4 +31,6 @@ def init_app(app: Flask) -> None:
     for endpoint in (IntrospectionEndpoint, RevocationEndpoint, TaskEndEndpoint):
         server.register_endpoint(endpoint)
     app.extensions["ostiary.oauth"] = server
-    app.register_blueprint(bp)
+    app.extensions["ostiary.group_commit"] = GroupCommit(app)
+    app.extensions["ostiary.clients"] = ClientCache()
+    mount(app)

@@ -8,7 +8,7 @@ Authlib's ``JWTBearerClientAssertion`` does the parsing; Ostiary tightens it:
   ``exp`` - now without ``iat``), timed by ``app.clock``;
 - ``jti`` is required and single use, at every endpoint: it is INSERTed into
   ``assertion_jti`` in the same transaction as the request's token or its refusal, or, at
-  the other endpoints, before the request acts (``app.oauth.storage``), so the primary key
+  the other endpoints, before the request acts (``app.oauth.server``), so the primary key
   makes the check atomic across processes and instances (eight concurrent copies yield one
   token; Hydra CVE-2020-5300);
 - the key is one of the client's registered keys, chosen by ``kid``; ``jwk``, ``jku`` and
@@ -54,7 +54,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
     CLIENT_AUTH_METHOD = AUTH_METHOD
 
     def __init__(self):
-        super().__init__(leeway=LEEWAY)  # jti: spend_jti(), not Authlib's validate_jti
+        super().__init__(leeway=LEEWAY)  # jti: spend_jtis(), not Authlib's validate_jti
 
     def __call__(self, query_client, request):
         """Authlib's flow, keeping the verified claims: the ``jti`` is spent later, in the
@@ -138,18 +138,32 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
             raise InvalidClientError(description="the client assertion's jti must be a short string")
 
 
-def spend_jti(connection, row: dict) -> bool:
-    """INSERT an assertion's jti row in the caller's transaction; False if it was there (a
-    replay). A concurrent copy waits on the primary key and finds the row when the first
-    commits. A row outlives its assertion (plus leeway); rows of expired assertions protect
-    nothing (exp already refuses them) and are swept now and then, not on every request."""
+def spend_jtis(connection, rows: list[dict]) -> set[tuple[str, str]]:
+    """INSERT assertions' jti rows in the caller's transaction, in one statement; returns the
+    (client_id, jti) pairs that were new, the rest being replays. A concurrent copy waits on
+    the primary key and finds the row when the first commits; rows go in sorted order, so two
+    transactions never wait on each other's. A row outlives its assertion (plus leeway); rows
+    of expired assertions protect nothing (exp already refuses them) and are swept now and
+    then, not on every request."""
+    if not rows:
+        return set()
     if secrets.randbelow(PURGE_ONE_IN) == 0:
         connection.execute(PURGE_JTI, {"now": clock.now()})
-    dialect = connection.dialect.name
-    if dialect not in _spend_statements:
+    rows = sorted(rows, key=lambda r: (r["client_id"], r["jti"]))
+    params = {f"{name}{n}": row[name] for n, row in enumerate(rows) for name in ("client_id", "jti", "expires_at")}
+    spent = connection.execute(_spend_statement(connection.dialect.name, len(rows)), params)
+    return {tuple(pair) for pair in spent.all()}
+
+
+def _spend_statement(dialect: str, count: int):
+    """INSERT … ON CONFLICT DO NOTHING RETURNING for ``count`` rows (built once per size)."""
+    key = (dialect, count)
+    if key not in _spend_statements:
         insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[dialect]
-        _spend_statements[dialect] = insert(JTI).on_conflict_do_nothing().returning(JTI.c.jti)
-    return connection.execute(_spend_statements[dialect], row).first() is not None
+        _spend_statements[key] = insert(JTI).values([
+            {name: bindparam(f"{name}{n}", type_=JTI.c[name].type) for name in ("client_id", "jti", "expires_at")}
+            for n in range(count)]).on_conflict_do_nothing().returning(JTI.c.client_id, JTI.c.jti)
+    return _spend_statements[key]
 
 
 class RegisteredKeys:

@@ -1,18 +1,30 @@
-"""The registered client as Authlib sees it (``ClientMixin``), read with its current approval
-in one indexed query, once per request."""
+"""The registered client as Authlib sees it (``ClientMixin``), read in one indexed query, or
+at the token and introspection endpoints taken from a per-process cache that is checked.
+
+The token endpoint's budget (DESIGN.md principle 8) allows a cache of clients only if it can
+never serve a client that another instance just suspended. This one decides nothing on its
+own: a token decided on a cached record is written only if the group commit's transaction
+finds the record unchanged (``changed_clients``); an introspection answers only if the
+token's own read finds its caller unchanged (``confirm``); and a refusal is never given on
+a cached record. Otherwise the request is answered again from a fresh read
+(``StaleClient``, ``app.oauth.front``).
+"""
 from __future__ import annotations
 
+import contextlib
 import logging
+from contextvars import ContextVar
 from datetime import datetime
 from typing import NamedTuple
 
 from authlib.oauth2.rfc6749 import ClientMixin
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 from flask import current_app
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, or_, select
 
-from .. import clock, database, hashing
+from .. import clock, dbapi, hashing
 from ..models import Approval, Client
+from .status import may_get_tokens
 
 log = logging.getLogger(__name__)
 
@@ -57,24 +69,134 @@ def record_columns(client, approval) -> list:
 _COLUMNS = record_columns(_CLIENT, _APPROVAL)
 _FROM = _CLIENT.outerjoin(_APPROVAL, _APPROVAL.c.id == _CLIENT.c.approval_id)
 LOAD = select(*_COLUMNS).select_from(_FROM).where(_CLIENT.c.client_id == bindparam("client_id"))
+CACHE_SIZE = 10_000  # clients; past that the cache starts again empty
+_load_many: dict = {}  # count -> statement
+_attempt: ContextVar[_Attempt | None] = ContextVar("ostiary_client_cache_attempt", default=None)
+
+
+class StaleClient(Exception):
+    """A token request was decided on a cached client record that the database no longer
+    holds, or was about to be refused on one: nothing of it was written; answer it again."""
+
+
+class _Attempt:
+    served: ClientRecord | None = None  # the cached record this attempt was decided on
+
+
+@contextlib.contextmanager
+def cached_reads():
+    """For one attempt at a token request: ``load_client`` may answer from the cache."""
+    reset = _attempt.set(_Attempt())
+    try:
+        yield
+    finally:
+        _attempt.reset(reset)
+
+
+def served_cached() -> ClientRecord | None:
+    """The cached record the current attempt was decided on, if it was."""
+    attempt = _attempt.get()
+    return attempt.served if attempt is not None else None
+
+
+class ClientCache:
+    """Per process, by client id: the records the token endpoint last read."""
+
+    def __init__(self):
+        self._records: dict[str, ClientRecord] = {}
+
+    def usable(self, client_id: str) -> ClientRecord | None:
+        """The cached record if it would get a token now; any other is read again, so that
+        no refusal, and no expiry at request time (``app.oauth.status``), rests on it."""
+        record = self._records.get(client_id)
+        return record if record is not None and may_get_tokens(record) else None
+
+    def put(self, record: ClientRecord) -> None:
+        """Cache ``record``; an equal one cached already stays, the same object (its key set
+        is imported once, ``app.oauth.jwks``)."""
+        if self._records.get(record.client_id) == record:
+            return
+        if len(self._records) >= CACHE_SIZE:
+            self._records.clear()
+        self._records[record.client_id] = record
+
+    def drop(self, client_id: str) -> None:
+        self._records.pop(client_id, None)
+
+    def refresh(self, client_id: str, current: ClientRecord | None) -> None:
+        """What the database holds now for ``client_id`` (None: no such client)."""
+        if current is None:
+            self.drop(client_id)
+        else:
+            self.put(current)
 
 
 def load_client(client_id: str) -> OAuthClient | None:
-    """The client and its current approval: one indexed read in autocommit
-    (``app.database.read``), so no lock is held while the request is decided. A suspension
-    committed between this read and the issuance is no more visible to the issuance than it
-    would be under READ COMMITTED; the token's row is then written, and is revoked with every
-    other token of the client (``Client.tokens_not_before``)."""
+    """The client and its current approval: one indexed read (DESIGN.md principle 8), or
+    inside ``cached_reads()`` the cached record, if it would get a token.
+
+    The read is one statement in autocommit (``app.dbapi``), outside the request's session:
+    on PostgreSQL one round trip, not three (BEGIN, SELECT, ROLLBACK). No lock is held: on
+    SQLite, where every other transaction is ``BEGIN IMMEDIATE``, a read takes no write lock
+    (WAL readers never block the writer); on PostgreSQL the row is not locked either. A
+    suspension committed between this read and the issuance is no more visible to the
+    issuance with a lock-free read than with READ COMMITTED.
+    """
     if not isinstance(client_id, str) or not client_id or len(client_id) > 64:
         return None
-    row = database.read_one(LOAD, {"client_id": client_id})
-    return OAuthClient(record_of(row)) if row is not None else None
+    attempt = _attempt.get()
+    if attempt is not None:
+        if attempt.served is not None:
+            if attempt.served.client_id != client_id:
+                raise StaleClient(client_id)  # a second client in one request: fresh reads only
+            return OAuthClient(attempt.served)
+        cache = current_app.extensions["ostiary.clients"]
+        attempt.served = cache.usable(client_id)
+        if attempt.served is not None:
+            return OAuthClient(attempt.served)
+    row = dbapi.fetch_one(LOAD, {"client_id": client_id})
+    if row is None:
+        return None
+    record = _record(row)
+    if attempt is not None:
+        cache.put(record)
+    return OAuthClient(record)
+
+
+def changed_clients(connection, records: list[ClientRecord]) -> set[str]:
+    """In the group commit's transaction: the ids of the clients whose cached ``records`` are
+    no longer what the database holds, in one read. The cache takes what it holds now."""
+    ids = sorted({record.client_id for record in records})
+    current = {record.client_id: record for record in map(_record, connection.execute(
+        _load_many_statement(len(ids)), {f"c{n}": client_id for n, client_id in enumerate(ids)}).all())}
+    cache = current_app.extensions["ostiary.clients"]
+    for client_id in ids:
+        cache.refresh(client_id, current.get(client_id))
+    return {record.client_id for record in records if current.get(record.client_id) != record}
+
+
+def confirm(cached: ClientRecord, current: ClientRecord | None) -> None:
+    """Raise ``StaleClient`` unless the database still holds ``cached`` (``current``, read in
+    the same statement as what the request answers); the cache takes ``current``."""
+    current_app.extensions["ostiary.clients"].refresh(cached.client_id, current)
+    if current != cached:
+        raise StaleClient(cached.client_id)
 
 
 def record_of(row) -> ClientRecord | None:
     """The ``ClientRecord`` in ``row`` (``record_columns``' values), None if all are NULL."""
-    if row[0] is None:
-        return None
+    return _record(row) if row[0] is not None else None
+
+
+def _load_many_statement(count: int):
+    """LOAD for ``count`` client ids (built once per count: ``app.dbapi`` has no expanding IN)."""
+    if count not in _load_many:
+        _load_many[count] = select(*_COLUMNS).select_from(_FROM).where(
+            or_(*(_CLIENT.c.client_id == bindparam(f"c{n}") for n in range(count))))
+    return _load_many[count]
+
+
+def _record(row) -> ClientRecord:
     approval = ApprovalRecord(*row[_N_CLIENT:]) if row[_N_CLIENT] is not None else None
     return ClientRecord(*row[:_N_CLIENT], approval)
 

@@ -15,6 +15,7 @@ import logging
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _IntrospectionEndpoint
 
 from . import rfc9068, tokens
+from .clients import confirm, served_cached
 from .grants.base import AUTH_METHODS
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,16 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):
     CLIENT_AUTH_METHODS = AUTH_METHODS
 
     def query_token(self, token_string, token_type_hint):
-        return find_token(token_string)
+        """The token; a caller authenticated from the client cache (``app.oauth.clients``) is
+        read again in the same statement, and if it changed the request is answered again
+        from a fresh read: no answer, not even ``active: false``, rests on a stale caller."""
+        caller = served_cached()
+        if caller is None:
+            return find_token(token_string)
+        claims = rfc9068.verify(token_string)
+        row, current = tokens.lookup_with_caller(claims and claims["jti"], caller.client_id)
+        confirm(caller, current)
+        return PresentedToken(claims, row) if row is not None else None
 
     def check_permission(self, token, client, request):
         return token.check_client(client) or bool(set(token.row.audience) & set(client.approval.serves or ()))

@@ -1,7 +1,6 @@
 """Key sets that others registered with us: inline ``jwks``, or ``jwks_uri`` fetched safely."""
 from __future__ import annotations
 
-import json
 import logging
 
 from joserfc.jwk import KeySet
@@ -12,7 +11,7 @@ from ..registration.keys import KeySetError, check_jwks
 log = logging.getLogger(__name__)
 
 IMPORTED_SIZE = 1000  # documents; past that the memo starts again empty
-_imported: dict[str, KeySet] = {}  # the document as canonical JSON -> its checked keys
+_imported: dict[int, tuple[dict, KeySet]] = {}  # id(document) -> (document, its keys)
 
 
 def registered_keys(jwks: dict | None, jwks_uri: str | None) -> KeySet | None:
@@ -29,14 +28,15 @@ def registered_keys(jwks: dict | None, jwks_uri: str | None) -> KeySet | None:
 
 
 def _checked(document: dict) -> KeySet:
-    """``check_jwks(document)``, once per document: importing and checking a key set costs a
-    ``private_key_jwt`` request about a third of what verifying its assertion costs, and a
-    client's registered set is the same document request after request."""
-    key = json.dumps(document, sort_keys=True, separators=(",", ":"))
-    keys = _imported.get(key)
-    if keys is None:
-        keys = check_jwks(document)
-        if len(_imported) >= IMPORTED_SIZE:
-            _imported.clear()
-        _imported[key] = keys
+    """``check_jwks(document)``, once per document object: a cached client record
+    (``app.oauth.clients``) and the fetch cache hand out the same object every time, and
+    importing a key set cost a ``private_key_jwt`` request a third of what verifying its
+    assertion costs. The entry holds the document, so its id is not reused while it is kept."""
+    entry = _imported.get(id(document))
+    if entry is not None and entry[0] is document:
+        return entry[1]
+    keys = check_jwks(document)
+    if len(_imported) >= IMPORTED_SIZE:
+        _imported.clear()
+    _imported[id(document)] = (document, keys)
     return keys

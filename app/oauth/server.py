@@ -1,6 +1,6 @@
 """Authlib's ``AuthorizationServer``, wired to Ostiary: client lookup, client authentication,
 client status, and one place where every refusal is answered and written to the audit
-trail. Requests come from ``app.oauth.views`` as ``OAuthRequest``; responses go back as
+trail. Requests come from ``app.oauth.front`` (WSGI, not Flask); responses go back as
 (status, body, headers).
 
 A failed client authentication gets one answer, ``AUTHENTICATION_FAILED`` (RFC 6749 §5.2
@@ -17,16 +17,17 @@ import logging
 from authlib.oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
+from flask import current_app
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
 from .. import audit, hashing
 from ..extensions import db
 from ..registration.keys import ASYMMETRIC_ALGS
-from . import storage
 from .client_auth import AFTER_PROOF, REPLAYED
 from .client_auth import AUTH_METHOD as ASSERTION_METHOD
-from .clients import load_client
+from .clients import StaleClient, load_client, served_cached
+from .group_commit import Write
 from .status import require_active
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class OstiaryAuthorizationServer(AuthorizationServer):
         raise NotImplementedError("grants write their own issuance (OstiaryGrantMixin.issue)")
 
     def create_oauth2_request(self, request):
-        return request  # already an OAuth2Request (app.oauth.views.OAuthRequest)
+        return request  # already an OAuth2Request (app.oauth.front.FormRequest)
 
     def handle_response(self, status, body, headers):
         """RFC 6749 §5.1/§5.2: JSON, never cached (Authlib's headers say so for its answers)."""
@@ -108,15 +109,20 @@ class OstiaryAuthorizationServer(AuthorizationServer):
         request.auth_method = method
         request.client = client
         require_active(client)
-        if endpoint != "token" and request.assertion_jti is not None:
-            jti, request.assertion_jti = request.assertion_jti, None
-            storage.spend(jti)
+        jti = getattr(request, "assertion_jti", None)
+        if endpoint != "token" and jti is not None:
+            request.assertion_jti = None
+            current_app.extensions["ostiary.group_commit"].write(Write([], jti=jti))
         return client
 
     def handle_error_response(self, request, error):
         """Every refusal is an audit event with its reason (and the policy decision, if one was
         taken). The assertion's jti, if one was accepted, is spent with the event; if it was
-        spent already, the refusal is the replay's, whatever else was wrong."""
+        spent already, the refusal is the replay's, whatever else was wrong. No refusal rests
+        on a cached client record: the request is answered again from a fresh read."""
+        served = served_cached()
+        if served is not None:
+            raise StaleClient(served.client_id)
         if not error.description:
             error.description = DESCRIPTIONS.get(error.error, f"the request was refused ({error.error})")
         try:
@@ -128,20 +134,25 @@ class OstiaryAuthorizationServer(AuthorizationServer):
 
 
 def _record_refusal(request, error):
-    """The refusal's events (``app.oauth.storage``); the replay's, if its assertion was spent."""
-    jti, request.assertion_jti = request.assertion_jti, None
+    """One group-committed write (``app.oauth.group_commit``), as an issuance's: under load, as
+    many refusals as tokens, and never a wait for the audit head on the event loop's thread."""
+    jti, request.assertion_jti = getattr(request, "assertion_jti", None), None
     replayed = InvalidClientError(description=REPLAYED)
-    fresh = storage.record_refusal(_refusal_events(request, error), assertion=jti,
-                                   on_replay=_refusal_events(request, replayed) if jti is not None else None)
-    return error if fresh else replayed
+    try:
+        current_app.extensions["ostiary.group_commit"].write(Write(
+            _refusal_events(request, error), jti=jti,
+            on_replay=_refusal_events(request, replayed) if jti is not None else None))
+    except InvalidClientError:
+        return replayed
+    return error
 
 
 def _refusal_events(request, error) -> list[dict]:
-    client = request.client
+    client = getattr(request, "client", None)
     client_id = client.client_id if client is not None else (
         getattr(error, "claimed_client_id", None) or _claimed_client_id(request))
-    decision = request.decision
-    authenticated = request.auth_method is not None
+    decision = getattr(request, "decision", None)
+    authenticated = getattr(request, "auth_method", None) is not None
     events = []
     if decision is not None and not decision.allowed and decision.rule != "approval":
         events.append(audit.values("policy.decision", decision.actor, client_id=client_id, decision="deny",

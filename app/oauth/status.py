@@ -11,7 +11,7 @@ import logging
 
 from authlib.oauth2.rfc6749.errors import InvalidClientError, UnauthorizedClientError
 
-from .. import clock
+from .. import clock, inline
 from ..models.client import ACTIVE, DENIED, EXPIRED, PENDING, RETIRED, SUSPENDED
 
 log = logging.getLogger(__name__)
@@ -21,12 +21,17 @@ def standing(status: str, approval_expires_at) -> str | None:
     """Why a client of this status and approval expiry may not use its tokens now, in short
     (None: it may): active, with an approval that has not run out. What ``require_active``
     lets through, without the contract's errors; introspection and token exchange apply it to
-    the client of a presented token."""
+    the client of a presented token, the client cache to the records it serves."""
     if status != ACTIVE:
         return f"client is {status}"
     if approval_expires_at is None or approval_expires_at <= clock.now():
         return "approval expired"
     return None
+
+
+def may_get_tokens(row) -> bool:
+    """``standing`` of a ``ClientRecord``: may it get tokens now?"""
+    return standing(row.status, row.approval.expires_at if row.approval is not None else None) is None
 
 
 def require_active(client) -> None:
@@ -53,7 +58,8 @@ def require_active(client) -> None:
 
 
 def _expire(row) -> None:
-    """Move the client to ``expired`` now rather than waiting for the periodic sweep."""
+    """Move the client to ``expired`` now rather than waiting for the periodic sweep: an ORM
+    write, so off the event loop's thread when the request runs inline (``inline.blocking``)."""
     from ..registration.lifecycle import expire_due
     log.info("approval of %r has expired; expiring it at request time", row.client_id)
-    expire_due(actor="system", client_id=row.client_id)
+    inline.blocking(lambda: expire_due(actor="system", client_id=row.client_id))

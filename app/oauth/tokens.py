@@ -7,9 +7,10 @@ from typing import NamedTuple
 
 from sqlalchemy import bindparam, select, update
 
-from .. import audit, clock, database
+from .. import audit, clock, dbapi
 from ..extensions import db
 from ..models import Approval, Client, IssuedToken, Task
+from .clients import ClientRecord, record_columns, record_of
 from .status import standing
 
 log = logging.getLogger(__name__)
@@ -37,13 +38,32 @@ _TOKEN_COLUMNS = [*(_TOKEN.c[name] for name in TokenRecord._fields[:_N_TOKEN]), 
 _TOKEN_FROM = (_TOKEN.join(_CLIENT, _CLIENT.c.client_id == _TOKEN.c.client_id)
                .outerjoin(_APPROVAL, _APPROVAL.c.id == _CLIENT.c.approval_id))
 LOOKUP = select(*_TOKEN_COLUMNS).select_from(_TOKEN_FROM).where(_TOKEN.c.jti == bindparam("jti"))
+# The same, with the caller's client record beside it: one row if the caller exists.
+_CALLER, _CALLER_APPROVAL = _CLIENT.alias("caller"), _APPROVAL.alias("caller_approval")
+LOOKUP_WITH_CALLER = (
+    select(*_TOKEN_COLUMNS, *record_columns(_CALLER, _CALLER_APPROVAL))
+    .select_from(_CALLER.outerjoin(_CALLER_APPROVAL, _CALLER_APPROVAL.c.id == _CALLER.c.approval_id)
+                 .outerjoin(_TOKEN_FROM, _TOKEN.c.jti == bindparam("jti")))
+    .where(_CALLER.c.client_id == bindparam("caller")))
 
 
 def lookup(jti: str) -> TokenRecord | None:
-    """The token's row and its client's standing: one indexed read in autocommit
-    (``app.database.read``), as the client read of a token request."""
-    row = database.read_one(LOOKUP, {"jti": jti})
+    """The token's row and its client's standing: one indexed read on the driver, in autocommit
+    (``app.dbapi``), as the client read of a token request. Introspection and token exchange
+    run inline on the event loop: through the ORM, on SQLite, the read would begin with the
+    write lock (``BEGIN IMMEDIATE``) and wait for it on the loop's own thread."""
+    row = dbapi.fetch_one(LOOKUP, {"jti": jti})
     return TokenRecord(*row) if row is not None else None
+
+
+def lookup_with_caller(jti: str | None, caller_id: str) -> tuple[TokenRecord | None, ClientRecord | None]:
+    """``lookup(jti)`` (None for no token) and the caller's current client record, in the
+    same read: a caller authenticated from the client cache is checked at no extra cost."""
+    row = dbapi.fetch_one(LOOKUP_WITH_CALLER, {"jti": jti, "caller": caller_id})
+    if row is None:
+        return None, None
+    n = len(TokenRecord._fields)
+    return (TokenRecord(*row[:n]) if row[0] is not None else None), record_of(row[n:])
 
 
 def inactive_reason(token: TokenRecord) -> str | None:

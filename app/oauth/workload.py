@@ -17,7 +17,7 @@ from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from sqlalchemy import bindparam, select
 
-from .. import audit, clock, database, fetch
+from .. import audit, clock, dbapi, fetch
 from ..extensions import db
 from ..models import WorkloadIssuer
 from ..registration.keys import ASYMMETRIC_ALGS, KeySetError, check_jwks
@@ -60,8 +60,8 @@ class IssuerRecord(NamedTuple):
 
 
 _ISSUER = WorkloadIssuer.__table__
-# In autocommit (app.database.read): an ORM transaction on SQLite would take the write lock,
-# then hold it while the issuer's keys are fetched.
+# On the driver in autocommit (app.dbapi): token exchange runs inline on the event loop, and an
+# ORM transaction on SQLite would take the write lock, then hold it while the keys are fetched.
 FIND_ISSUER = select(*(_ISSUER.c[name] for name in IssuerRecord._fields)).where(
     _ISSUER.c.issuer == bindparam("issuer"))
 
@@ -69,7 +69,7 @@ FIND_ISSUER = select(*(_ISSUER.c[name] for name in IssuerRecord._fields)).where(
 def verify(token: str) -> dict:
     """The claims of a workload JWT from a trusted issuer, or ``UntrustedWorkloadToken``."""
     iss = unverified_issuer(token)
-    row = database.read_one(FIND_ISSUER, {"issuer": iss}) if iss else None
+    row = dbapi.fetch_one(FIND_ISSUER, {"issuer": iss}) if iss else None
     issuer = IssuerRecord(*row) if row is not None else None
     if issuer is None:
         raise UntrustedWorkloadToken("the subject token is not from this server or a trusted workload issuer")

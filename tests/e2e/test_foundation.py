@@ -55,7 +55,7 @@ def test_discovery_jwks_and_rotation_against_gunicorn(tmp_path, new_pg_database,
 
 
 def run_gunicorn(env, timeout=30):
-    return subprocess.run([str(BIN / "gunicorn"), "-c", "config/gunicorn.conf.py", "wsgi:app"],
+    return subprocess.run([str(BIN / "gunicorn"), "-c", "config/gunicorn.conf.py", "asgi:app"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 

@@ -82,7 +82,7 @@ def pair(tmp_path_factory, new_pg_database):
               "REGISTRATION_RATE_LIMIT": f"{REGISTRATION_LIMIT} per hour", "PENDING_CAP_PER_ADDRESS": 1000,
               # the limiter's coarse login limit lifted: the failed-login count in the database is tested
               "LOGIN_RATE_LIMIT": "10000 per minute", "LOGIN_MAX_FAILURES_PER_ADDRESS": LOGIN_LIMIT,
-              "PROXY_HOPS": 1}  # as behind one TLS-terminating proxy (create_app)
+              "PROXY_HOPS": 1}  # as behind one TLS-terminating proxy (app.serving)
     servers = []
     for name, port in (("a", port_a), ("b", port_b)):
         instance = tmp_path_factory.mktemp(f"instance-{name}")

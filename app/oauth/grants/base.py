@@ -12,8 +12,9 @@ from flask import current_app
 
 from ... import audit
 from ...policy.agent_task import safe_echo
-from .. import storage
 from ..errors import InvalidAuthorizationDetailsError, InvalidTargetError
+from ..clients import served_cached
+from ..group_commit import Write
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,8 @@ class OstiaryGrantMixin:
         return min(int(current_app.config["ACCESS_TOKEN_TTL"]), int(self.client.approval.max_token_ttl))
 
     def issue(self, minted, event_type: str, *, task=None, audits=(), data=None):
-        """The one write of an issuance (``app.oauth.storage.issue``): the token row, the task row
-        it starts, the assertion's jti and the audit events, in one transaction."""
+        """The one write of an issuance (``app.oauth.group_commit``): the token row, the task row
+        it starts, the assertion's jti and the audit events, in one group-committed transaction."""
         row = minted.row
         decision = self.request.decision
         events = [audit.values(**event) for event in audits]
@@ -71,6 +72,8 @@ class OstiaryGrantMixin:
             jti=row["jti"], task_id=row["task_id"], decision="allow", reason=decision.reason,
             data={"grant_type": self.GRANT_TYPE, "scope": row["scope"], "aud": row["audience"],
                   "exp": minted.claims["exp"], "auth_method": self.request.auth_method, **(data or {})}))
-        assertion, self.request.assertion_jti = self.request.assertion_jti, None  # spent with the token
-        storage.issue(row, events, task=task, assertion=assertion)
+        current_app.extensions["ostiary.group_commit"].write(Write(
+            events, token=row, task=task, jti=getattr(self.request, "assertion_jti", None),
+            client=served_cached()))
+        self.request.assertion_jti = None  # spent with the token
         log.info("issued %s to %r (%s)", row["jti"], self.client.client_id, event_type)
