@@ -53,7 +53,7 @@ def parse(argv):
     parser.add_argument("--redis", default=os.environ.get("OSTIARY_BENCH_REDIS", "redis://127.0.0.1:6379/0"),
                         help="Redis URL for the rate limits (the bench's keys have a prefix of their own)")
     parser.add_argument("--server-command", type=shlex.split,
-                        help="serve wsgi:app with this command instead of the shipped gunicorn "
+                        help="serve Ostiary with this command instead of the shipped gunicorn "
                              "configuration ($OSTIARY_BIND and $OSTIARY_PORT are replaced by the address and port to bind)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--workdir", type=Path, help="keep instance folders and server logs here")

@@ -78,8 +78,8 @@ def environment(instance: Path, port: int, database_url: str, extra: dict, redis
 @contextlib.contextmanager
 def start(backend: str, workdir: Path, pg_admin_url: str, redis_url: str, extra: dict | None = None,
           command: list[str] | None = None):
-    """Yields (base_url, server pid, BenchClients, env). ``command``: another WSGI server's
-    command line for ``wsgi:app`` (``$OSTIARY_BIND`` and ``$OSTIARY_PORT`` in it are replaced by
+    """Yields (base_url, server pid, BenchClients, env). ``command``: another server's
+    command line (``$OSTIARY_BIND`` and ``$OSTIARY_PORT`` in it are replaced by
     the address and the port to bind); by default the shipped
     gunicorn configuration."""
     instance = workdir / f"ostiary-{backend}"
@@ -96,7 +96,7 @@ def start(backend: str, workdir: Path, pg_admin_url: str, redis_url: str, extra:
         with log_path.open("ab") as out:
             argv = [part.replace("$OSTIARY_BIND", env["OSTIARY_BIND"]).replace("$OSTIARY_PORT", str(port))
                     for part in command] if command else \
-                [str(BIN / "gunicorn"), "-c", "config/gunicorn.conf.py", "wsgi:app"]
+                [str(BIN / "gunicorn"), "-c", "config/gunicorn.conf.py", "asgi:app"]
             proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                     start_new_session=True)
         try:
