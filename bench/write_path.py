@@ -3,13 +3,14 @@ path sustains with 1, 2 and 4 concurrent writers, without HTTP, signing or reque
 
 Each issuance is the write of a token request and nothing else: one transaction that inserts
 an ``issued_token`` row and its ``token.issued`` audit event, committed before the next one
-begins (``app.oauth.storage.issue``). The rows are built here, unsigned, so the CPU of parsing,
+begins, written as the token endpoint's group commit writes a group of one (``app.dbapi``
+transaction, ``app.oauth.group_commit``'s statements). The rows are built here, unsigned, so the CPU of parsing,
 authenticating and signing (``bench.profile_token`` measures that) is set aside: what is left
 is what concurrent writers contend for in the database.
 
 Two modes, measured in the same run on the same machine, each on a fresh database:
 
-    lockfree    ``storage.issue()`` as it is: writers share no lock; the events wait unsealed
+    lockfree    the write as it is: writers share no lock; the events wait unsealed
                 for the sequencer (``app.audit.sequencer``).
     head_lock   emulates the old design's one shared lock, for comparison: the same statements
                 in one transaction, but first ``SELECT seq, hash FROM audit_head WHERE id = 1
@@ -25,6 +26,7 @@ process, and ``app.audit.verify()`` must find the chain intact and holding every
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import multiprocessing
@@ -45,7 +47,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 MODES = ("lockfree", "head_lock")
 WARMUP = 20  # unmeasured issuances per writer before the barrier: connection open, SQL compiled
 BARRIER_SECONDS = 120  # a writer that never gets to the barrier (import error, no database) fails the run
-OLD_HEAD_LOCK = "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE"
+@functools.cache  # one statement object: app.dbapi compiles it once
+def _old_head_lock():
+    from sqlalchemy import select
+
+    from app.models import AuditHead
+    head = AuditHead.__table__
+    return select(head.c.seq, head.c.hash).where(head.c.id == 1).with_for_update()
 
 
 def parse(argv):
@@ -85,21 +93,20 @@ def token_and_events(client_id: str) -> tuple[dict, list[dict]]:
 
 
 def issue_lockfree(token: dict, events: list[dict]) -> None:
-    from app.oauth import storage
-    storage.issue(token, events)
+    from app import audit, dbapi
+    from app.oauth.group_commit import INSERT_TOKEN
+    with dbapi.transaction() as connection:
+        connection.execute(INSERT_TOKEN, [token])
+        audit.append(connection, events)
 
 
 def issue_head_lock(token: dict, events: list[dict]) -> None:
-    """``storage.issue()``'s statements, with the old shared lock taken first and held until
-    the commit."""
-    from sqlalchemy import text
-
-    from app import audit
-    from app.extensions import db
-    from app.oauth import storage
-    with db.engine.begin() as connection:
-        connection.execute(text(OLD_HEAD_LOCK))
-        connection.execute(storage.INSERT_TOKEN, token)
+    """The same write, with the old shared lock taken first and held until the commit."""
+    from app import audit, dbapi
+    from app.oauth.group_commit import INSERT_TOKEN
+    with dbapi.transaction() as connection:
+        connection.execute(_old_head_lock(), {}).first()
+        connection.execute(INSERT_TOKEN, [token])
         audit.append(connection, events)
 
 

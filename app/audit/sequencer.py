@@ -37,7 +37,7 @@ from .trail import EVENT, GENESIS, HASHED, HEAD, HEAD_ID, _digest
 
 log = logging.getLogger(__name__)
 
-BATCH = 1000
+BATCH = 100  # events per sealing transaction: short, so that writers waiting for SQLite's lock get turns between batches
 CHECKPOINT_TYPE = "audit-checkpoint+jwt"  # never mistaken for an access token (at+jwt, RFC 8725 §3.11)
 CHECKPOINT = AuditCheckpoint.__table__
 # PostgreSQL: a sequencer that finds the head locked gets no row and leaves (SKIP LOCKED);
