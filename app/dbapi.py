@@ -175,8 +175,8 @@ def transaction():
 
     SQLite: ``BEGIN IMMEDIATE`` (the write lock first) in its turn, as every transaction there
     (``app.sqlite_writers``). PostgreSQL: psycopg's pipeline mode, so statements whose results
-    are not read (and the COMMIT) leave together and a group holds the audit head's lock for
-    one round trip and its commit, not one round trip per statement."""
+    are not read (and the COMMIT) leave together: a group's write is one round trip and its
+    commit, not one round trip per statement."""
     sqlite = db.engine.dialect.name == "sqlite"
     with _checked_out(autocommit=False) as (connection, dialect):
         if sqlite:

@@ -10,8 +10,8 @@ import sys
 bind = os.environ.get("OSTIARY_BIND", "127.0.0.1:8000")
 # One process per core, each an event loop (gunicorn's asgi worker, on uvloop): token requests
 # run inline on the loop and the ones in flight share one write transaction
-# (app.serving, app.oauth.group_commit); more processes than cores only queue more groups on
-# the one audit-head lock. Other requests run on OSTIARY_THREADS threads per process (asgi.py).
+# (app.serving, app.oauth.group_commit); a process's work is CPU, so more processes than cores
+# only take turns. Other requests run on OSTIARY_THREADS threads per process (asgi.py).
 workers = int(os.environ.get("OSTIARY_WORKERS", multiprocessing.cpu_count()))
 worker_class = "asgi"
 asgi_lifespan = "off"

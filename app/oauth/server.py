@@ -135,7 +135,7 @@ class OstiaryAuthorizationServer(AuthorizationServer):
 
 def _record_refusal(request, error):
     """One group-committed write (``app.oauth.group_commit``), as an issuance's: under load, as
-    many refusals as tokens, and never a wait for the audit head on the event loop's thread."""
+    many refusals as tokens, and never a wait for a write on the event loop's thread."""
     jti, request.assertion_jti = getattr(request, "assertion_jti", None), None
     replayed = InvalidClientError(description=REPLAYED)
     try:
