@@ -33,7 +33,7 @@ from ..extensions import db
 from ..keys import crypto
 from ..models import AuditCheckpoint, SigningKey
 from ..untrusted_json import check_jwt
-from .trail import EVENT, GENESIS, HASHED, HEAD, HEAD_ID, _digest
+from .trail import EVENT, GENESIS, HASHED, HEAD, HEAD_ID, digest
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +77,9 @@ def _seal(connection, limit: int, checkpoint: bool) -> int:
     sealed = []
     for row in connection.execute(WAITING, {"limit": limit}).mappings():
         seq += 1
-        digest = _digest({**row, "seq": seq}, prev)
-        sealed.append({"event_id": row["id"], "new_seq": seq, "new_prev": prev, "new_hash": digest})
-        prev = digest
+        link = digest({**row, "seq": seq}, prev)
+        sealed.append({"event_id": row["id"], "new_seq": seq, "new_prev": prev, "new_hash": link})
+        prev = link
     if sealed:
         connection.execute(SEAL, sealed)
         connection.execute(MOVE_HEAD, {"to_seq": seq, "to_hash": prev})

@@ -84,10 +84,12 @@ def _storable(name: str, value: str | None) -> str | None:
 
 
 def event_hash(ev: AuditEvent, prev_hash: str) -> str:
-    return _digest({name: getattr(ev, name) for name in HASHED}, prev_hash)
+    return digest({name: getattr(ev, name) for name in HASHED}, prev_hash)
 
 
-def _digest(values: dict, prev_hash: str) -> str:
+def digest(values: dict, prev_hash: str) -> str:
+    """An event's hash: SHA-256 of its hashed fields and the previous event's hash, as
+    canonical JSON (the sequencer's, when it seals; ``verify``'s, when it checks)."""
     body = {name: values[name] for name in HASHED}
     body["at"], body["prev_hash"] = values["at"].isoformat(), prev_hash
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
@@ -124,7 +126,8 @@ def verify(checkpoint: dict | None = None) -> tuple[int, int | None, str | None]
     broken seq or None, why). Events not yet sealed are not part of it (``unsealed()``)."""
     prev_hash, expected_seq, count = GENESIS, 1, 0
     at = checkpoint["seq"] if checkpoint else None
-    with closing(_stream(select(AuditEvent).where(AuditEvent.seq.is_not(None)).order_by(AuditEvent.seq))) as events:
+    sealed = select(AuditEvent).where(AuditEvent.seq.is_not(None)).order_by(AuditEvent.seq)
+    with closing(_stream(sealed)) as events:
         for ev in events:
             if ev.seq != expected_seq:
                 return count, expected_seq, f"event {expected_seq} is missing (next is {ev.seq})"

@@ -61,6 +61,15 @@ class Headers(EnvironHeaders):
 
 
 class FormRequest(OAuth2Request):
+    """One request to a machine endpoint as the grants and endpoints see it. What handling it
+    establishes is declared here: Authlib's ``client`` and ``auth_method``, and Ostiary's own."""
+
+    endpoint: str  # the Flask endpoint name ("oauth.token"), which names its audit events
+    # A client assertion that authenticated the request (its assertion_jti row): spent with the
+    # request's token or refusal (app.oauth.group_commit), or at once by any other endpoint.
+    assertion_jti: dict | None = None
+    decision = None  # the policy's Decision, kept for the audit trail
+
     def __init__(self, environ: dict, pairs: list[tuple[str, str]], endpoint: str):
         host = environ.get("HTTP_HOST") or environ["SERVER_NAME"]
         super().__init__(environ["REQUEST_METHOD"],

@@ -109,7 +109,7 @@ class OstiaryAuthorizationServer(AuthorizationServer):
         request.auth_method = method
         request.client = client
         require_active(client)
-        jti = getattr(request, "assertion_jti", None)
+        jti = request.assertion_jti
         if endpoint != "token" and jti is not None:
             request.assertion_jti = None
             current_app.extensions["ostiary.group_commit"].write(Write([], jti=jti))
@@ -136,7 +136,7 @@ class OstiaryAuthorizationServer(AuthorizationServer):
 def _record_refusal(request, error):
     """One group-committed write (``app.oauth.group_commit``), as an issuance's: under load, as
     many refusals as tokens, and never a wait for a write on the event loop's thread."""
-    jti, request.assertion_jti = getattr(request, "assertion_jti", None), None
+    jti, request.assertion_jti = request.assertion_jti, None
     replayed = InvalidClientError(description=REPLAYED)
     try:
         current_app.extensions["ostiary.group_commit"].write(Write(
@@ -148,11 +148,11 @@ def _record_refusal(request, error):
 
 
 def _refusal_events(request, error) -> list[dict]:
-    client = getattr(request, "client", None)
+    client = request.client
     client_id = client.client_id if client is not None else (
         getattr(error, "claimed_client_id", None) or _claimed_client_id(request))
-    decision = getattr(request, "decision", None)
-    authenticated = getattr(request, "auth_method", None) is not None
+    decision = request.decision
+    authenticated = request.auth_method is not None
     events = []
     if decision is not None and not decision.allowed and decision.rule != "approval":
         events.append(audit.values("policy.decision", decision.actor, client_id=client_id, decision="deny",

@@ -1,4 +1,6 @@
 """The foundation against real processes: gunicorn, the `ostiary` CLI, PyJWT as a relying party."""
+import contextlib
+import sqlite3
 import subprocess
 import time
 
@@ -81,6 +83,10 @@ def test_wrong_kek_stops_startup_and_overwrites_nothing(tmp_path):
     with start_server(tmp_path) as server:
         env = dict(server.env)
     db_file = tmp_path / "ostiary.db"
+    # Everything the server wrote into the file itself (its WAL checkpointed), so that a later
+    # reader's checkpoint on close changes no byte unless something new was written.
+    with contextlib.closing(sqlite3.connect(db_file)) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     before = db_file.read_bytes()
     env["OSTIARY_KEY_ENCRYPTION_KEY"] = "a different key-encryption key, long enough"
     result = run_gunicorn(env)

@@ -73,7 +73,7 @@ class OstiaryGrantMixin:
             data={"grant_type": self.GRANT_TYPE, "scope": row["scope"], "aud": row["audience"],
                   "exp": minted.claims["exp"], "auth_method": self.request.auth_method, **(data or {})}))
         current_app.extensions["ostiary.group_commit"].write(Write(
-            events, token=row, task=task, jti=getattr(self.request, "assertion_jti", None),
+            events, token=row, task=task, jti=self.request.assertion_jti,
             client=served_cached()))
         self.request.assertion_jti = None  # spent with the token
         log.info("issued %s to %r (%s)", row["jti"], self.client.client_id, event_type)
