@@ -1,8 +1,8 @@
 """Secrets that Ostiary generates: 256 random bits, stored as a keyed SHA-256 hash.
 
-A slow password hash would be wasted on 256-bit random secrets and would cap the
-token endpoint at a few dozen requests a second (DESIGN.md, principle 4); argon2
-is for human passwords (``app.console.passwords``).
+A slow password hash would be wasted on 256-bit random secrets and would cap the token
+endpoint at a few dozen requests a second (docs/architecture.md, "The token endpoint's
+budget"); argon2 is for human passwords (``app.admins``).
 """
 from __future__ import annotations
 

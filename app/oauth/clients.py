@@ -1,7 +1,7 @@
 """The registered client as Authlib sees it (``ClientMixin``), read in one indexed query, or
 at the token and introspection endpoints taken from a per-process cache that is checked.
 
-The token endpoint's budget (DESIGN.md principle 8) allows a cache of clients only if it can
+The token endpoint's budget (docs/architecture.md) allows a cache of clients only if it can
 never serve a client that another instance just suspended. This one decides nothing on its
 own: a token decided on a cached record is written only if the group commit's transaction
 finds the record unchanged (``changed_clients``); an introspection answers only if the
@@ -132,7 +132,7 @@ class ClientCache:
 
 
 def load_client(client_id: str) -> OAuthClient | None:
-    """The client and its current approval: one indexed read (DESIGN.md principle 8), or
+    """The client and its current approval: one indexed read (the token endpoint's budget), or
     inside ``cached_reads()`` the cached record, if it would get a token.
 
     The read is one statement in autocommit (``app.dbapi``), outside the request's session:

@@ -41,7 +41,8 @@ INSERT_TOKEN = insert(IssuedToken.__table__)
 INSERT_TASK = insert(Task.__table__)
 # A request read from its socket reaches its write about three turns of the loop later (its
 # read, its ASGI task's start, its code up to the write): groups of 4 at 16 connections with
-# no turns, 5.5 with two, 6-8 with three, no more with five or eight (README, step 18).
+# no turns, 5.5 with two, 6-8 with three, no more with five or eight (the README's benchmark
+# diary, step 18).
 TURNS_BEFORE_A_GROUP = 3
 
 

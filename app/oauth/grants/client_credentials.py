@@ -1,8 +1,9 @@
 """RFC 6749 §4.4 client credentials, minting RFC 9068 JWT access tokens.
 
-Budget (DESIGN.md principle 8): one indexed read of the client with its approval (from the
-checked cache, ``app.oauth.clients``: in the write transaction, once per group), one write
-transaction (token row, audit event, the assertion's jti), one signature.
+Budget (docs/architecture.md, "The token endpoint's budget"): one indexed read of the client
+with its approval (from the checked cache, ``app.oauth.clients``: in the write transaction,
+once per group), one write transaction (token row, audit event, the assertion's jti), one
+signature.
 """
 from __future__ import annotations
 
