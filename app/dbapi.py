@@ -88,7 +88,9 @@ class Transaction:
         self.connection, self.dialect = connection, dialect
 
     def execute(self, statement: ClauseElement, params=None) -> Rows:
-        columns = tuple(params[0]) if isinstance(statement, Insert) and isinstance(params, list) and params else None
+        columns = None
+        if isinstance(statement, Insert) and isinstance(params, list) and params:
+            columns = tuple(params[0])  # the rows' own: the database fills the others
         compiled = _compile(statement, self.dialect, columns)
         cursor = self.connection.cursor()
         try:

@@ -20,24 +20,28 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from datetime import timedelta
 
 from flask import Flask, current_app
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, KeySet, RSAKey
+from joserfc.jwk import KeySet
 from sqlalchemy import bindparam, insert, select, update
 
 from .. import clock
 from ..extensions import db
 from ..keys import crypto
+from ..keys.store import open_key
 from ..models import AuditCheckpoint, SigningKey
 from ..untrusted_json import check_jwt
 from .trail import EVENT, GENESIS, HASHED, HEAD, HEAD_ID, digest
 
 log = logging.getLogger(__name__)
 
-BATCH = 100  # events per sealing transaction: short, so that writers waiting for SQLite's lock get turns between batches
+# Events per sealing transaction: short, so that writers waiting for SQLite's lock get turns
+# between batches.
+BATCH = 100
 CHECKPOINT_TYPE = "audit-checkpoint+jwt"  # never mistaken for an access token (at+jwt, RFC 8725 §3.11)
 CHECKPOINT = AuditCheckpoint.__table__
 # PostgreSQL: a sequencer that finds the head locked gets no row and leaves (SKIP LOCKED);
@@ -156,40 +160,37 @@ def _issuer_keys() -> KeySet:
     keys = []
     for row in db.session.execute(select(SigningKey)).scalars():
         try:
-            pem = crypto.decrypt(aead, row.private_encrypted, row.kid)
+            key = open_key(aead, row)
         except crypto.WrongKeyEncryptionKey:
             log.warning("signing key %s does not open with the key-encryption key; not trusted", row.kid)
             continue
-        key = (ECKey if row.alg == "ES256" else RSAKey).import_key(pem)
         keys.append({**key.as_dict(private=False), "kid": row.kid, "alg": row.alg})
     return KeySet.import_key_set({"keys": keys})
 
 
-# The sequencer thread of this process, started once per process (after a fork, again).
-_started: dict[int, threading.Thread] = {}
+# The process whose sequencer thread is running: after a fork, the child starts its own.
+_started_in: int | None = None
 _starting = threading.Lock()
 
 
 def start(app: Flask) -> None:
     """Run this process's sequencer thread, unless ``AUDIT_SEAL_SECONDS`` is 0 (then only
     ``ostiary audit seal`` seals). Safe to call on every request: it starts once."""
+    global _started_in
     interval = float(app.config["AUDIT_SEAL_SECONDS"])
-    pid = os.getpid()
-    if interval <= 0 or pid in _started:
+    if interval <= 0 or _started_in == os.getpid():
         return
     with _starting:
-        if pid in _started:
+        if _started_in == os.getpid():
             return
-        thread = threading.Thread(target=_run, args=(app, interval), name="ostiary-audit-sequencer",
-                                  daemon=True)
-        _started.clear()  # a parent's entry, before a fork: that thread is not in this process
-        _started[pid] = thread
-        thread.start()
+        threading.Thread(target=_run, args=(app, interval), name="ostiary-audit-sequencer",
+                         daemon=True).start()
+        _started_in = os.getpid()
 
 
 def _run(app: Flask, interval: float) -> None:
-    stop = threading.Event()
-    while not stop.wait(interval):
+    while True:
+        time.sleep(interval)
         try:
             with app.app_context():
                 seal_all()

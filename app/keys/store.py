@@ -142,7 +142,12 @@ class KeyStore:
 
     def _decrypt(self, row: KeyRecord):
         if row.kid not in self._private:
-            pem = crypto.decrypt(self._aead, row.private_encrypted, row.kid)
-            cls = ECKey if row.alg == "ES256" else RSAKey
-            self._private[row.kid] = cls.import_key(pem)
+            self._private[row.kid] = open_key(self._aead, row)
         return self._private[row.kid]
+
+
+def open_key(aead, row) -> ECKey | RSAKey:
+    """The private key of a stored signing key (a ``SigningKey`` or ``KeyRecord``), opened with
+    the key-encryption key; raises ``crypto.WrongKeyEncryptionKey`` if it does not open it."""
+    pem = crypto.decrypt(aead, row.private_encrypted, row.kid)
+    return (ECKey if row.alg == "ES256" else RSAKey).import_key(pem)
