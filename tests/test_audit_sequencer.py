@@ -74,6 +74,14 @@ def test_a_checkpoint_is_signed_by_the_issuer_and_states_the_head(app):
     assert sequencer.read_checkpoint(latest["checkpoint"]) == {"seq": head.seq, "hash": head.hash}
 
 
+def test_a_checkpoint_asked_for_covers_every_batch_sealed(app):
+    """``ostiary audit checkpoint`` seals first: with more than one batch waiting, the
+    checkpoint it prints states the head after the last batch, not the first."""
+    write(sequencer.BATCH + 5)
+    assert sequencer.seal_all(checkpoint=True) > sequencer.BATCH
+    assert sequencer.latest()["seq"] == trail.head_row().seq
+
+
 def test_checkpoints_are_signed_at_most_once_an_interval_unless_asked(app):
     write(1)
     sequencer.seal_all()

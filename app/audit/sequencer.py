@@ -92,13 +92,17 @@ def _seal(connection, limit: int, checkpoint: bool) -> int:
 
 
 def seal_all(*, checkpoint: bool = False) -> int:
-    """Seal everything waiting now (batch after batch); returns how many."""
+    """Seal everything waiting now (batch after batch); returns how many. ``checkpoint``:
+    then sign one of the head the last batch left, whatever the interval."""
     total = 0
     while True:
-        n = seal(checkpoint=checkpoint and total == 0)
+        n = seal()
         total += n
         if n < BATCH:
-            return total
+            break
+    if checkpoint:
+        seal(limit=0, checkpoint=True)  # seals nothing more; signs the head if no checkpoint has
+    return total
 
 
 def _checkpoint_if_due(connection, seq: int, hash_: str, *, force: bool) -> None:
