@@ -11,6 +11,12 @@ import tomllib
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from app.support.protocol import (
+    CLIENT_SECRET_BASIC,
+    CLIENT_SECRET_POST,
+    PRIVATE_KEY_JWT,
+)
+
 ENV_PREFIX = "OSTIARY_"
 RATELIMIT_SCHEMES = ("memory://", "redis://", "rediss://", "redis+sentinel://", "redis+cluster://")
 
@@ -42,7 +48,7 @@ DEFAULTS: dict[str, object] = {
     "PENDING_CAP_PER_ADDRESS": 20,
     "PENDING_CAP_PER_PUBLISHER": 200,
     "CLIENT_SECRET_TTL": 90 * 24 * 3600,
-    "ALLOWED_AUTH_METHODS": ["private_key_jwt", "client_secret_basic", "client_secret_post"],
+    "ALLOWED_AUTH_METHODS": [PRIVATE_KEY_JWT, CLIENT_SECRET_BASIC, CLIENT_SECRET_POST],
     "AUTO_APPROVE": False,
     "AUTO_APPROVE_TTL": 30 * 24 * 3600,  # how long a policy approval lasts before review
     "FETCH_ALLOW_HTTP_LOOPBACK": False,
@@ -59,7 +65,20 @@ DEFAULTS: dict[str, object] = {
     # most it signs a checkpoint of what it sealed.
     "AUDIT_SEAL_SECONDS": 1.0,
     "AUDIT_CHECKPOINT_SECONDS": 60,
+    # Serving (config/gunicorn.conf.py, asgi.py). WORKERS 0: one process per core.
+    "BIND": "127.0.0.1:8000",
+    "WORKERS": 0,
+    "THREADS": 8,  # per process, for the requests that are not served inline (app.http.serving)
+    # Behind N reverse proxies (TLS termination), the client's address and scheme are the last N
+    # X-Forwarded-For/-Proto entries; 0 when clients reach gunicorn directly.
+    "PROXY_HOPS": 0,
+    "FORWARDED_ALLOW_IPS": "127.0.0.1",
+    "ACCESS_LOG": "",  # "-" for standard output; empty: off
 }
+
+
+class StartupError(Exception):
+    """Ostiary cannot start; the message is one line for the operator."""
 
 
 class SettingsError(Exception):
@@ -90,6 +109,11 @@ def load(overrides: dict | None = None, environ=None) -> dict:
         raise SettingsError("OSTIARY_RATELIMIT_STORAGE_URI must be memory:// or a redis:// URL")
     if values["SIGNING_ALG"] not in ("ES256", "RS256"):
         raise SettingsError("OSTIARY_SIGNING_ALG must be ES256 or RS256")
+    for name in ("WORKERS", "THREADS", "PROXY_HOPS"):
+        if not isinstance(values[name], int) or isinstance(values[name], bool) or values[name] < 0:
+            raise SettingsError(f"{ENV_PREFIX}{name} must be a whole number")
+    if values["THREADS"] < 1:
+        raise SettingsError(f"{ENV_PREFIX}THREADS must be at least 1")
     for name in ("LOGIN_FAILURE_WINDOW", "LOGIN_MAX_FAILURES_PER_ADDRESS", "LOGIN_MAX_FAILURES_PER_ACCOUNT"):
         # No "0 is off": a console without a failed-login limit is not a configuration to offer.
         if not isinstance(values[name], int) or isinstance(values[name], bool) or values[name] < 1:
@@ -110,7 +134,7 @@ def check_workers(values: dict, workers: int) -> None:
 def require_secrets(values: dict) -> None:
     for name in ("SECRET_KEY", "KEY_ENCRYPTION_KEY"):
         if not values.get(name):
-            raise SettingsError(f"{ENV_PREFIX}{name} is not set (see README, 'Production')")
+            raise SettingsError(f"{ENV_PREFIX}{name} is not set (see docs/deployment.md)")
         if len(values[name]) < 32:
             raise SettingsError(f"{ENV_PREFIX}{name} must be at least 32 characters of high-entropy text")
 

@@ -123,10 +123,10 @@ def app_for(env: dict):
 
 def make_clients(env: dict) -> BenchClients:
     """Register and approve a client_secret_basic and a private_key_jwt client."""
-    from app import clock
     from app.extensions import db
     from app.registration import lifecycle
     from app.registration.service import register
+    from app.support import clock
 
     key = ECKey.generate_key("P-256", private=True)
     key.ensure_kid()

@@ -3,7 +3,7 @@ path sustains with 1, 2 and 4 concurrent writers, without HTTP, signing or reque
 
 Each issuance is the write of a token request and nothing else: one transaction that inserts
 an ``issued_token`` row and its ``token.issued`` audit event, committed before the next one
-begins, written as the token endpoint's group commit writes a group of one (``app.dbapi``
+begins, written as the token endpoint's group commit writes a group of one (``app.db.dbapi``
 transaction, ``app.oauth.group_commit``'s statements). The rows are built here, unsigned, so the CPU of parsing,
 authenticating and signing (``bench.profile_token`` measures that) is set aside: what is left
 is what concurrent writers contend for in the database.
@@ -47,7 +47,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 MODES = ("lockfree", "head_lock")
 WARMUP = 20  # unmeasured issuances per writer before the barrier: connection open, SQL compiled
 BARRIER_SECONDS = 120  # a writer that never gets to the barrier (import error, no database) fails the run
-@functools.cache  # one statement object: app.dbapi compiles it once
+@functools.cache  # one statement object: app.db.dbapi compiles it once
 def _old_head_lock():
     from sqlalchemy import select
 
@@ -81,8 +81,9 @@ def parse(argv):
 
 def token_and_events(client_id: str) -> tuple[dict, list[dict]]:
     """What a client_credentials grant writes, built without signing (the row ``mint()`` gives)."""
-    from app import audit, clock
+    from app import audit
     from app.oauth import rfc9068
+    from app.support import clock
     jti, issued_at = rfc9068.new_jti(), clock.now()
     row = {"jti": jti, "client_id": client_id, "subject": client_id, "scope": SCOPE, "audience": [AUDIENCE],
            "grant_type": "client_credentials", "parent_jti": None, "task_id": None,
@@ -93,7 +94,8 @@ def token_and_events(client_id: str) -> tuple[dict, list[dict]]:
 
 
 def issue_lockfree(token: dict, events: list[dict]) -> None:
-    from app import audit, dbapi
+    from app import audit
+    from app.db import dbapi
     from app.oauth.group_commit import INSERT_TOKEN
     with dbapi.transaction() as connection:
         connection.execute(INSERT_TOKEN, [token])
@@ -102,7 +104,8 @@ def issue_lockfree(token: dict, events: list[dict]) -> None:
 
 def issue_head_lock(token: dict, events: list[dict]) -> None:
     """The same write, with the old shared lock taken first and held until the commit."""
-    from app import audit, dbapi
+    from app import audit
+    from app.db import dbapi
     from app.oauth.group_commit import INSERT_TOKEN
     with dbapi.transaction() as connection:
         connection.execute(_old_head_lock(), {}).first()

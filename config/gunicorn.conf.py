@@ -1,18 +1,27 @@
 """Gunicorn settings for production: ``gunicorn -c config/gunicorn.conf.py asgi:app``.
 
-Every value can be overridden on the command line or with GUNICORN_CMD_ARGS.
+The OSTIARY_* settings are read by ``app.settings``, as everywhere (a malformed one stops
+gunicorn with one line); every value can also be overridden on the command line or with
+GUNICORN_CMD_ARGS.
 """
 import gc
 import multiprocessing
-import os
 import sys
 
-bind = os.environ.get("OSTIARY_BIND", "127.0.0.1:8000")
+from app.settings import SettingsError, check_workers, load
+
+try:
+    _settings = load()
+except SettingsError as exc:
+    print(f"ostiary: error: {exc}", file=sys.stderr)
+    raise SystemExit(1) from None
+
+bind = _settings["BIND"]
 # One process per core, each an event loop (gunicorn's asgi worker, on uvloop): token requests
 # run inline on the loop and the ones in flight share one write transaction
-# (app.serving, app.oauth.group_commit); a process's work is CPU, so more processes than cores
+# (app.http.serving, app.oauth.group_commit); a process's work is CPU, so more processes than cores
 # only take turns. Other requests run on OSTIARY_THREADS threads per process (asgi.py).
-workers = int(os.environ.get("OSTIARY_WORKERS", multiprocessing.cpu_count()))
+workers = _settings["WORKERS"] or multiprocessing.cpu_count()
 worker_class = "asgi"
 asgi_lifespan = "off"
 # Load the app once in the master: start-up checks run once and stop gunicorn
@@ -21,8 +30,8 @@ preload_app = True
 timeout = 30
 graceful_timeout = 10
 keepalive = 5
-accesslog = os.environ.get("OSTIARY_ACCESS_LOG")  # "-" for stdout; off by default
-forwarded_allow_ips = os.environ.get("OSTIARY_FORWARDED_ALLOW_IPS", "127.0.0.1")
+accesslog = _settings["ACCESS_LOG"] or None
+forwarded_allow_ips = _settings["FORWARDED_ALLOW_IPS"]
 limit_request_line = 8190
 
 
@@ -50,9 +59,8 @@ def nworkers_changed(server, new_value, old_value):
     # per-process rate-limit storage under several workers is refused with one line, as the
     # app's own start-up checks are (asgi.py). A later change (TTIN) cannot be refused without
     # stopping the running server, so it is logged as an error instead.
-    from app.settings import SettingsError, check_workers, load
     try:
-        check_workers(load(), new_value)
+        check_workers(_settings, new_value)
     except SettingsError as exc:
         if old_value is not None:
             server.log.error("ostiary: %s", exc)

@@ -1,4 +1,4 @@
-"""Requests to the ASGI front (app.serving) in-process, as gunicorn's asgi worker makes them."""
+"""Requests to the ASGI front (app.http.serving) in-process, as gunicorn's asgi worker makes them."""
 import asyncio
 import json
 from dataclasses import dataclass

@@ -13,14 +13,18 @@ import uuid
 
 import psycopg
 import pytest
+from flask.testing import FlaskCliRunner
 from sqlalchemy import text
 
-from app import clock, create_app
-from app.cli import initialise
+from app import create_app
+from app.cli import initialise, main
 from app.extensions import db
-from app.keys import ensure_keys
+from app.signing import ensure_keys
+from app.support import clock
 
+from .factories import make_client
 from .servers import TEST_SECRETS, start_server
+from .token_actions import Agent, test_client_agent
 
 PG_ADMIN_URL = os.environ.get("OSTIARY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 BACKENDS = ["sqlite", "postgresql"]
@@ -120,8 +124,33 @@ def client(app):
 
 
 @pytest.fixture
+def new_agent(app, client):
+    """Makes agents: ``new_agent(**options)`` registers and approves a client with
+    ``factories.make_client(**options)`` and returns its ``token_actions.Agent``;
+    ``new_agent(made)`` speaks for a client made already. Requests go through the test's Flask
+    client, or through ``post(path, form, headers)`` if given (an ASGI request, say)."""
+
+    def new(made=None, *, post=None, **options) -> Agent:
+        if made is not None and options:
+            raise TypeError("options are for a client new_agent makes, not for one made already")
+        made = make_client(**options) if made is None else made
+        if post is None:
+            return test_client_agent(client, made, app.config["ISSUER"])
+        return Agent(made, app.config["ISSUER"], post)
+
+    return new
+
+
+class OstiaryRunner(FlaskCliRunner):
+    """Flask's runner, invoking the ``ostiary`` group (its commands are not on ``app.cli``)."""
+
+    def invoke(self, cli=None, args=None, **kwargs):
+        return super().invoke(cli or main, args, **kwargs)
+
+
+@pytest.fixture
 def runner(app):
-    return app.test_cli_runner()
+    return OstiaryRunner(app)
 
 
 # The shared servers register many clients from one address within a minute; the limits

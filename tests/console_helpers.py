@@ -6,7 +6,7 @@ from html.parser import HTMLParser
 
 from flask import g
 
-from app.admins import create_admin
+from app.console.admins import create_admin
 from app.extensions import db
 
 PASSWORD = "correct horse battery staple"

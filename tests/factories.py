@@ -1,8 +1,9 @@
-"""Test helpers everyone uses: clients built through the real services.
+"""Test helpers everyone uses: clients built through the real services, and what they wrote.
 
 ``make_client`` registers through ``register()`` and then moves the client with
 the lifecycle functions (``approve``/``deny``/``suspend``/``retire``), so every
-client a test sees is one the real services could have produced.
+client a test sees is one the real services could have produced. ``count`` and
+``events`` read back the rows and the audit trail a test's requests left.
 """
 from __future__ import annotations
 
@@ -12,14 +13,31 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from joserfc.jwk import ECKey
+from sqlalchemy import func, select
 
-from app import clock
 from app.extensions import db
+from app.models import AuditEvent
 from app.models.client import ACTIVE, DENIED, EXPIRED, PENDING, RETIRED, SUSPENDED
 from app.registration import lifecycle
 from app.registration.service import register
+from app.support import clock
 
 ACTOR = "admin:factory"
+
+
+def count(model, *conditions, **where) -> int:
+    """How many rows of ``model`` match ``conditions`` (SQLAlchemy expressions) and ``where``
+    (column=value)."""
+    return db.session.scalar(select(func.count()).select_from(model).where(*conditions).filter_by(**where))
+
+
+def events(event_type: str | None = None, *, only: str | None = None, **where) -> list:
+    """The audit events of ``event_type`` (of every type if None) whose columns match ``where``,
+    oldest first; with ``only``, that column of each (``only="actor"``: who did them)."""
+    if event_type is not None:
+        where["event_type"] = event_type
+    selected = select(AuditEvent if only is None else getattr(AuditEvent, only))
+    return list(db.session.scalars(selected.filter_by(**where).order_by(AuditEvent.id)))
 
 
 def sqlite_write_lock_is_free(database: str) -> bool:
@@ -123,9 +141,9 @@ PUBLISHER = "https://publisher.example.com"
 
 def add_publisher(key: ECKey | None = None, issuer: str = PUBLISHER, assurance_level: int = 2):
     """A trusted publisher with one EC key; returns (publisher, private key)."""
-    from app.registration import publishers
+    from app.trust import issuers
     key = key or new_key("pub-1")
-    return publishers.add(issuer, jwks=public_jwks(key), assurance_level=assurance_level, actor=ACTOR), key
+    return issuers.add(issuers.PUBLISHERS, issuer, jwks=public_jwks(key), assurance_level=assurance_level, actor=ACTOR), key
 
 
 def software_statement(key: ECKey, *, issuer: str = PUBLISHER, header: dict | None = None, alg: str = "ES256",

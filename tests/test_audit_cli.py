@@ -8,11 +8,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, text
 
-from app import audit, clock
+from app import audit
 from app.audit import sequencer
 from app.extensions import db
 from app.models import AuditEvent
+from app.support import clock
 
+from .factories import count, events
 from .servers import ROOT, TEST_SECRETS
 
 
@@ -131,19 +133,18 @@ def test_concurrent_threads_and_processes_keep_one_chain_without_gaps(app):
     assert errors == []
     sequencer.seal_all()
     db.session.expire_all()
-    count, broken, why = audit.verify()
+    verified, broken, why = audit.verify()
     assert (broken, why) == (None, None)
-    written = db.session.execute(select(func.count()).select_from(AuditEvent)
-                                 .where(AuditEvent.event_type.like("test.%"))).scalar_one()
+    written = count(AuditEvent, AuditEvent.event_type.like("test.%"))
     assert written == threads * per_thread * 2 + processes * per_process
     seqs = db.session.execute(select(AuditEvent.seq).order_by(AuditEvent.seq)).scalars().all()
-    assert seqs == list(range(1, count + 1))  # every event sealed (no NULL), once
+    assert seqs == list(range(1, verified + 1))  # every event sealed (no NULL), once
 
 
 def test_values_from_refused_requests_are_stored_whatever_they_hold(app):
     """A NUL byte (which PostgreSQL text refuses) or an over-long client_id must not fail the write."""
     write("token.refused", "client:\x00" + "x" * 300, client_id="a\x00b" + "y" * 100, reason="r\x00")
-    event = db.session.execute(select(AuditEvent).where(AuditEvent.event_type == "token.refused")).scalar_one()
+    [event] = events("token.refused")
     assert event.client_id.startswith("a\ufffdb") and len(event.client_id) == 64
     assert event.client_id.endswith("\u2026") and event.reason == "r\ufffd"
     assert audit.verify()[1] is None

@@ -6,23 +6,21 @@ import jwt as pyjwt
 import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 
-from app import audit, clock
+from app import audit
 from app.audit import sequencer, trail
 from app.extensions import db
 from app.models import AuditCheckpoint, AuditEvent
+from app.support import clock
+
+from .factories import count
 
 
 def write(n, event_type="test.event"):
     for i in range(n):
         audit.record(event_type, "system", data={"i": i})
         db.session.commit()
-
-
-def sealed_count():
-    return db.session.execute(select(func.count()).select_from(AuditEvent)
-                              .where(AuditEvent.seq.is_not(None))).scalar_one()
 
 
 def test_writers_append_unsealed_and_the_sequencer_seals_in_order(app):
@@ -85,14 +83,14 @@ def test_a_checkpoint_asked_for_covers_every_batch_sealed(app):
 def test_checkpoints_are_signed_at_most_once_an_interval_unless_asked(app):
     write(1)
     sequencer.seal_all()
-    first = db.session.execute(select(func.count()).select_from(AuditCheckpoint)).scalar_one()
+    first = count(AuditCheckpoint)
     assert first == 1  # the first sealing signs one
     write(1)
     sequencer.seal_all()
-    assert db.session.execute(select(func.count()).select_from(AuditCheckpoint)).scalar_one() == 1
+    assert count(AuditCheckpoint) == 1
     clock.advance(app.config["AUDIT_CHECKPOINT_SECONDS"])
     sequencer.seal_all()  # nothing new to seal, but the head has no checkpoint yet: now due
-    assert db.session.execute(select(func.count()).select_from(AuditCheckpoint)).scalar_one() == 2
+    assert count(AuditCheckpoint) == 2
     assert sequencer.latest()["seq"] == trail.head_row().seq
 
 
@@ -104,8 +102,8 @@ def _rewrite_whole_trail(reason):
     for event in db.session.execute(select(AuditEvent).order_by(AuditEvent.seq)).scalars():
         event.prev_hash, event.hash = prev, trail.event_hash(event, prev)
         prev = event.hash
-    count = sealed_count()
-    db.session.execute(text("UPDATE audit_head SET seq = :s, hash = :h"), {"s": count, "h": prev})
+    sealed = count(AuditEvent, AuditEvent.seq.is_not(None))
+    db.session.execute(text("UPDATE audit_head SET seq = :s, hash = :h"), {"s": sealed, "h": prev})
     db.session.commit()
 
 

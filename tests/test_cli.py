@@ -1,7 +1,9 @@
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Admin, AuditEvent
+from app.models import Admin
+
+from .factories import events
 
 
 def test_init_is_idempotent(runner):
@@ -24,7 +26,7 @@ def test_admin_create_hashes_the_password_with_argon2(runner):
     admin = db.session.execute(select(Admin)).scalar_one()
     assert admin.password_hash.startswith("$argon2id$")
     assert "correct horse" not in admin.password_hash
-    event = db.session.execute(select(AuditEvent).where(AuditEvent.event_type == "admin.created")).scalar_one()
+    [event] = events("admin.created")
     assert event.data == {"username": "alice"}
 
 

@@ -4,17 +4,15 @@ import base64
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
 
-from app import clock, hashing
 from app.extensions import db
 from app.models import AuditEvent, Client
 from app.oauth.server import AUTHENTICATION_FAILED
+from app.support import clock, hashing
 
-from .factories import make_client, new_key
-from .token_actions import ASSERTION_TYPE, assertion
+from .factories import events, make_client, new_key
+from .token_actions import ASSERTION_TYPE, ISSUER, assertion
 
-ISSUER = "http://127.0.0.1:5000"
 # Each endpoint that authenticates clients, with the parameters it needs besides credentials.
 ENDPOINTS = {
     "/token": {"grant_type": "client_credentials"},
@@ -67,8 +65,7 @@ def answer(response) -> tuple:
 
 
 def last_refusal(path: str) -> AuditEvent:
-    return db.session.scalars(select(AuditEvent).filter_by(event_type=REFUSAL_EVENTS[path])
-                              .order_by(AuditEvent.id.desc())).first()
+    return events(REFUSAL_EVENTS[path])[-1]
 
 
 @pytest.mark.parametrize("path", ["/token", "/introspect", "/revoke", "/task/end"])
@@ -105,13 +102,16 @@ def test_the_trail_names_the_claimed_client(client, clients, name):
     assert "not-the-secret" not in event.reason and "guess" not in event.reason
 
 
-def test_the_right_credentials_still_work(client, clients):
+RIGHT = {"basic": lambda made: ({}, basic(made.client_id, made.client_secret)),
+         "post": lambda made: ({"client_id": made.client_id, "client_secret": made.client_secret}, {}),
+         "keyed": lambda made: (assertion_form(made), {})}
+
+
+@pytest.mark.parametrize("method", list(RIGHT))
+def test_the_right_credentials_still_work(client, clients, method):
     """The cases above fail for the reason they say, not for a broken request."""
-    post = clients["post"]
-    for form, headers in [({}, basic(clients["basic"].client_id, clients["basic"].client_secret)),
-                          ({"client_id": post.client_id, "client_secret": post.client_secret}, {}),
-                          (assertion_form(clients["keyed"]), {})]:
-        assert client.post("/token", data={**ENDPOINTS["/token"], **form}, headers=headers).status_code == 200
+    form, headers = RIGHT[method](clients[method])
+    assert client.post("/token", data={**ENDPOINTS["/token"], **form}, headers=headers).status_code == 200
 
 
 @pytest.mark.parametrize("name", ["unknown client, basic", "wrong secret, basic", "unknown client, post",

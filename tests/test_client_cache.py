@@ -4,20 +4,16 @@ request is answered from a fresh read, and written once."""
 import dataclasses
 
 import pytest
-from sqlalchemy import func, select
 
 from app.extensions import db
 from app.models import AssertionJti, AuditEvent, Client, IssuedToken
-from app.oauth import clients, jwks
+from app.oauth import clients
 from app.registration import lifecycle
+from app.trust import keysets
 
-from .factories import ACTOR, make_client
+from .factories import ACTOR, count, make_client
 from .test_token import driver_statements
-from .token_actions import auth, test_client_agent
-
-
-def count(model, **where):
-    return db.session.scalar(select(func.count()).select_from(model).filter_by(**where))
+from .token_actions import auth
 
 
 def cached(app, made):
@@ -38,10 +34,10 @@ def fresh_reads(monkeypatch):
     return reads
 
 
-def test_a_client_suspended_elsewhere_gets_no_token_from_its_cached_record(client, app):
+def test_a_client_suspended_elsewhere_gets_no_token_from_its_cached_record(new_agent, app):
     """The suspension goes around this process's cache, as another instance's would."""
     made = make_client(auth_method="client_secret_basic")
-    agent = test_client_agent(client, made)
+    agent = new_agent(made)
     assert agent.token().status_code == 200
     assert cached(app, made) is not None
     lifecycle.suspend(made.client_id, reason="compromised", actor=ACTOR)
@@ -53,35 +49,35 @@ def test_a_client_suspended_elsewhere_gets_no_token_from_its_cached_record(clien
     assert cached(app, made) is None
 
 
-def test_a_rotated_secret_works_at_once_and_the_old_one_does_not(client, app):
+def test_a_rotated_secret_works_at_once_and_the_old_one_does_not(new_agent, app):
     made = make_client(auth_method="client_secret_basic")
-    assert test_client_agent(client, made).token().status_code == 200
+    assert new_agent(made).token().status_code == 200
     assert cached(app, made) is not None  # still holds the old secret's hash
     secret, _ = lifecycle.rotate_secret(made.client_id, actor=ACTOR)
-    old = test_client_agent(client, made).token()
+    old = new_agent(made).token()
     assert old.status_code == 401 and old.get_json()["error"] == "invalid_client"
-    new = test_client_agent(client, dataclasses.replace(made, client_secret=secret)).token()
+    new = new_agent(dataclasses.replace(made, client_secret=secret)).token()
     assert new.status_code == 200, new.get_json()
     assert count(IssuedToken, client_id=made.client_id) == 2
     assert count(AuditEvent, event_type="token.refused", client_id=made.client_id) == 1
 
 
-def test_a_refusal_on_a_cached_record_is_answered_from_a_fresh_read_and_written_once(client, app, fresh_reads):
+def test_a_refusal_on_a_cached_record_is_answered_from_a_fresh_read_and_written_once(new_agent, app, fresh_reads):
     made = make_client(auth_method="client_secret_basic")
-    assert test_client_agent(client, made).token().status_code == 200
+    assert new_agent(made).token().status_code == 200
     assert fresh_reads == [made.client_id]
-    response = test_client_agent(client, dataclasses.replace(made, client_secret="wrong")).token()
+    response = new_agent(dataclasses.replace(made, client_secret="wrong")).token()
     assert response.status_code == 401
     assert fresh_reads == [made.client_id] * 2
     assert count(AuditEvent, event_type="token.refused", client_id=made.client_id) == 1
 
 
-def test_no_refusal_rests_on_a_cached_record_when_a_request_names_two_clients(client, app):
+def test_no_refusal_rests_on_a_cached_record_when_a_request_names_two_clients(client, app, new_agent):
     """Authlib takes the first method that authenticates. Here the Basic client's cached record
     holds the secret it had before a rotation, and an invalid assertion names another client:
     the request is answered as from fresh reads, where the Basic client authenticates."""
     basic, other = make_client(auth_method="client_secret_basic"), make_client()
-    assert test_client_agent(client, basic).token().status_code == 200
+    assert new_agent(basic).token().status_code == 200
     secret, _ = lifecycle.rotate_secret(basic.client_id, actor=ACTOR)
     form, _ = auth(other, "https://not-this-server.example")
     response = client.post("/token", data={"grant_type": "client_credentials", **form},
@@ -91,10 +87,10 @@ def test_no_refusal_rests_on_a_cached_record_when_a_request_names_two_clients(cl
     assert count(AuditEvent, event_type="token.refused") == 0
 
 
-def test_an_assertion_answered_again_after_a_change_is_spent_once(client, app, fresh_reads):
+def test_an_assertion_answered_again_after_a_change_is_spent_once(new_agent, app, fresh_reads):
     """The stale attempt wrote nothing, its assertion's jti included: the fresh one spends it."""
     made = make_client()
-    agent = test_client_agent(client, made)
+    agent = new_agent(made)
     assert agent.token().status_code == 200
     assert agent.token().status_code == 200  # from the cache
     assert fresh_reads == [made.client_id]
@@ -110,12 +106,12 @@ def test_an_assertion_answered_again_after_a_change_is_spent_once(client, app, f
     assert cached(app, made).client_metadata["client_name"] == "renamed elsewhere"
 
 
-def test_a_cached_clients_key_set_is_imported_once(client, app, monkeypatch):
+def test_a_cached_clients_key_set_is_imported_once(new_agent, app, monkeypatch):
     """The group commit's check keeps the cached record itself while it is unchanged, so the
     key set imported for its first assertion serves the next ones."""
-    made, imported, check = make_client(), [], jwks.check_jwks
-    monkeypatch.setattr(jwks, "check_jwks", lambda document: imported.append(document) or check(document))
-    agent = test_client_agent(client, made)
+    made, imported, check = make_client(), [], keysets.check_jwks
+    monkeypatch.setattr(keysets, "check_jwks", lambda document: imported.append(document) or check(document))
+    agent = new_agent(made)
     assert [agent.token().status_code for _ in range(3)] == [200] * 3
     assert len(imported) == 1
 
@@ -130,18 +126,17 @@ def test_the_cache_is_bounded(app, monkeypatch):
 
 
 @pytest.fixture
-def service(client):
+def service(new_agent):
     """A relying service that introspects: approved as the relying service of the agents' audience."""
-    return test_client_agent(client, make_client(auth_method="client_secret_basic",
-                                                 audiences=("https://api.example.com",),
-                                                 serves=("https://api.example.com",)))
+    return new_agent(auth_method="client_secret_basic", audiences=("https://api.example.com",),
+                     serves=("https://api.example.com",))
 
 
 @pytest.mark.parametrize("token", ["issued", "garbage"])
-def test_a_caller_suspended_elsewhere_gets_no_answer_from_its_cached_record(client, app, service, token):
+def test_a_caller_suspended_elsewhere_gets_no_answer_from_its_cached_record(new_agent, app, service, token):
     """Introspection checks a cached caller in the token's own read; a changed caller is
     answered from a fresh read, even for a token that is not one (no ``active: false``)."""
-    issued = test_client_agent(client, make_client()).token().get_json()["access_token"]
+    issued = new_agent().token().get_json()["access_token"]
     assert service.introspect(issued).get_json()["active"] is True
     assert cached(app, service.made) is not None
     lifecycle.suspend(service.made.client_id, reason="compromised", actor=ACTOR)
@@ -150,8 +145,8 @@ def test_a_caller_suspended_elsewhere_gets_no_answer_from_its_cached_record(clie
     assert count(AuditEvent, event_type="introspection.refused", client_id=service.made.client_id) == 1
 
 
-def test_a_cached_callers_introspection_is_one_read(client, app, service):
-    issued = test_client_agent(client, make_client()).token().get_json()["access_token"]
+def test_a_cached_callers_introspection_is_one_read(new_agent, app, service):
+    issued = new_agent().token().get_json()["access_token"]
     assert service.introspect(issued).get_json()["active"] is True  # caches the caller
     db.session.remove()  # the test's own session holds no connection: every checkout is seen
     with driver_statements(db.engine) as statements:
@@ -159,12 +154,11 @@ def test_a_cached_callers_introspection_is_one_read(client, app, service):
     assert [s for s in statements if s.startswith("SELECT")] == statements and len(statements) == 1, statements
 
 
-def test_an_assertion_authenticated_introspection_reads_its_caller_fresh(client, app):
+def test_an_assertion_authenticated_introspection_reads_its_caller_fresh(new_agent, app):
     """Its jti is spent when it authenticates, before the answer: a cached attempt answered
     again would find it spent and refuse the request as a replay."""
-    caller = test_client_agent(client, make_client(audiences=("https://api.example.com",),
-                                                   serves=("https://api.example.com",)))
-    issued = test_client_agent(client, make_client()).token().get_json()["access_token"]
+    caller = new_agent(audiences=("https://api.example.com",), serves=("https://api.example.com",))
+    issued = new_agent().token().get_json()["access_token"]
     assert caller.introspect(issued).get_json()["active"] is True
     response = caller.post("/introspect", {})
     assert response.status_code == 400 and response.get_json()["error"] == "invalid_request", response.get_json()

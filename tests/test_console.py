@@ -6,9 +6,10 @@ from sqlalchemy import select
 
 from app.audit import sequencer
 from app.extensions import db
-from app.models import AuditEvent, SigningKey
+from app.models import SigningKey
 
 from .console_helpers import Console, csrf_token
+from .factories import events
 
 
 @pytest.fixture
@@ -20,10 +21,6 @@ def console(client):
 def logged_in(console):
     assert console.login().status_code == 303
     return console
-
-
-def events(event_type):
-    return db.session.execute(select(AuditEvent).where(AuditEvent.event_type == event_type)).scalars().all()
 
 
 @pytest.mark.parametrize("path", ["/console/", "/console/pending", "/console/inventory", "/console/keys",

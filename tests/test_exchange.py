@@ -4,13 +4,13 @@ import json
 import pytest
 from sqlalchemy import select
 
-from app import clock
 from app.extensions import db
-from app.models import AuditEvent, IssuedToken, Task
+from app.models import IssuedToken, Task
 from app.registration import lifecycle
+from app.support import clock
 
-from .factories import make_client
-from .token_actions import ACCESS_TOKEN, BOTH_GRANTS, test_client_agent, task
+from .factories import events
+from .token_actions import ACCESS_TOKEN, BOTH_GRANTS, task
 
 API = "https://api.example.com"
 REPORTS = "https://api.example.com/reports/2026"
@@ -41,11 +41,6 @@ def add_to_policy(app, text):
         out.write(text)
 
 
-def agent_for(client, **options):
-    made = make_client(grant_types=BOTH_GRANTS, **options)
-    return test_client_agent(client, made)
-
-
 def held_token(agent, **params):
     response = agent.token(**params)
     assert response.status_code == 200, response.get_json()
@@ -62,8 +57,8 @@ def exchanged(agent, subject, **params):
     return agent.exchange(subject, **params)
 
 
-def test_exchange_for_a_task_token(client):
-    agent = agent_for(client, scopes=("read", "list"))
+def test_exchange_for_a_task_token(new_agent):
+    agent = new_agent(grant_types=BOTH_GRANTS, scopes=("read", "list"))
     subject = held_token(agent)
     response = exchanged(agent, subject, scope="read", resource=API)
     assert response.status_code == 200, response.get_json()
@@ -80,8 +75,7 @@ def test_exchange_for_a_task_token(client):
     row = db.session.get(IssuedToken, claims["jti"])
     assert row.parent_jti == claims_of(subject)["jti"] and row.task_id == body["task_id"]
     assert db.session.get(Task, body["task_id"]).intent == "summarize-reports"
-    kinds = [(e.event_type, e.actor, e.decision) for e in db.session.execute(
-        select(AuditEvent).where(AuditEvent.task_id == body["task_id"]).order_by(AuditEvent.id)).scalars()]
+    kinds = [(e.event_type, e.actor, e.decision) for e in events(task_id=body["task_id"])]
     assert kinds == [("policy.decision", "policy:read-reports", "allow"),
                      ("token.exchanged", f"client:{agent.made.client_id}", "allow")]
 
@@ -112,8 +106,8 @@ def test_exchange_for_a_task_token(client):
     ({"requested_token_type": "urn:ietf:params:oauth:token-type:refresh_token"}, "invalid_request",
      "refresh_token"),
 ])
-def test_refusals(client, params, error, words):
-    agent = agent_for(client)
+def test_refusals(new_agent, params, error, words):
+    agent = new_agent(grant_types=BOTH_GRANTS)
     subject = held_token(agent)
     params = dict(params)  # the parametrize dict is shared by both backends
     subject_type = params.pop("subject_token_type", ACCESS_TOKEN)
@@ -121,44 +115,44 @@ def test_refusals(client, params, error, words):
     body = response.get_json()
     assert response.status_code == 400 and body["error"] == error, body
     assert words in body["error_description"]
-    refused = db.session.execute(select(AuditEvent).where(AuditEvent.event_type == "token.refused")).scalar_one()
+    [refused] = events("token.refused")
     assert refused.reason == body["error_description"] and refused.decision == "deny"
     assert db.session.execute(select(Task)).first() is None
 
 
-def test_policy_denial_is_its_own_audit_event(client):
-    agent = agent_for(client)
+def test_policy_denial_is_its_own_audit_event(new_agent):
+    agent = new_agent(grant_types=BOTH_GRANTS)
     response = exchanged(agent, held_token(agent), authorization_details=task(intent="wipe-disk"))
     assert response.get_json()["error"] == "invalid_authorization_details"
-    decision = db.session.execute(select(AuditEvent).where(AuditEvent.event_type == "policy.decision")).scalar_one()
+    [decision] = events("policy.decision")
     assert decision.actor == "policy:default-deny" and decision.decision == "deny"
     assert "deny by default" in decision.reason
 
 
 @pytest.mark.parametrize("subject", ["garbage", "a.b.c", ""])
-def test_bad_subject_tokens(client, subject):
-    agent = agent_for(client)
+def test_bad_subject_tokens(new_agent, subject):
+    agent = new_agent(grant_types=BOTH_GRANTS)
     response = exchanged(agent, subject)
     assert response.get_json()["error"] == ("invalid_request" if subject == "" else "invalid_grant")
 
 
-def test_revoked_parent_is_invalid_grant(client):
-    agent = agent_for(client)
+def test_revoked_parent_is_invalid_grant(new_agent):
+    agent = new_agent(grant_types=BOTH_GRANTS)
     subject = held_token(agent)
     assert agent.revoke(subject).status_code == 200
     response = exchanged(agent, subject)
     assert response.get_json()["error"] == "invalid_grant" and "revoked" in response.get_json()["error_description"]
 
 
-def test_expired_subject_is_invalid_grant(client):
-    agent = agent_for(client)
+def test_expired_subject_is_invalid_grant(new_agent):
+    agent = new_agent(grant_types=BOTH_GRANTS)
     subject = held_token(agent)
     clock.advance(301)
     assert exchanged(agent, subject).get_json()["error"] == "invalid_grant"
 
 
-def test_lifetime_within_the_subject_tokens_remaining_life(client):
-    agent = agent_for(client)
+def test_lifetime_within_the_subject_tokens_remaining_life(new_agent):
+    agent = new_agent(grant_types=BOTH_GRANTS)
     subject = held_token(agent)
     clock.advance(250)
     body = exchanged(agent, subject).get_json()
@@ -166,24 +160,24 @@ def test_lifetime_within_the_subject_tokens_remaining_life(client):
     assert body["expires_in"] in (49, 50)  # 50, or 49 if a second ticked between the two requests
 
 
-def test_subject_of_a_suspended_client_is_invalid_grant(client):
-    holder, caller = agent_for(client), agent_for(client)
-    subject = held_token(holder, )
+def test_subject_of_a_suspended_client_is_invalid_grant(new_agent):
+    holder, caller = (new_agent(grant_types=BOTH_GRANTS) for _ in range(2))
+    subject = held_token(holder)
     lifecycle.suspend(holder.made.client_id, reason="incident", actor="admin:test")
     response = exchanged(caller, subject)
     assert response.get_json()["error"] == "invalid_grant"
 
 
-def test_another_clients_token_is_refused(client):
+def test_another_clients_token_is_refused(new_agent):
     """Keycloak CVE-2022-1245: a client must not exchange a token issued to someone else."""
-    victim, attacker = agent_for(client), agent_for(client)
+    victim, attacker = (new_agent(grant_types=BOTH_GRANTS) for _ in range(2))
     response = exchanged(attacker, held_token(victim))
     body = response.get_json()
     assert body["error"] == "invalid_grant" and "issued to another client" in body["error_description"]
 
 
-def test_may_act_lets_the_named_delegate_exchange(client):
-    orchestrator, worker, stranger = agent_for(client), agent_for(client), agent_for(client)
+def test_may_act_lets_the_named_delegate_exchange(new_agent):
+    orchestrator, worker, stranger = (new_agent(grant_types=BOTH_GRANTS) for _ in range(3))
     body = exchanged(orchestrator, held_token(orchestrator),
                      authorization_details=task(locations=[REPORTS], delegate=worker.made.client_id)).get_json()
     task_token = body["access_token"]
@@ -197,17 +191,17 @@ def test_may_act_lets_the_named_delegate_exchange(client):
     assert claims["task_id"] == body["task_id"] and "may_act" not in claims  # one hop only
 
 
-def test_a_delegate_the_policy_does_not_allow(client, app):
+def test_a_delegate_the_policy_does_not_allow(new_agent, app):
     add_to_policy(app, '\n[[rule]]\nname = "no-delegates"\nintents = ["audit-*"]\nclients = ["*"]\n'
                        'scopes = ["read"]\nactions = ["read"]\nmax_ttl = 60\n')
-    agent = agent_for(client)
+    agent = new_agent(grant_types=BOTH_GRANTS)
     response = exchanged(agent, held_token(agent),
                          authorization_details=task(intent="audit-logs", delegate="someone"))
     assert "delegate" in response.get_json()["error_description"]
 
 
-def test_policy_delegation_rule_and_nested_act(client, app):
-    first, second, third = agent_for(client), agent_for(client), agent_for(client)
+def test_policy_delegation_rule_and_nested_act(new_agent, app):
+    first, second, third = (new_agent(grant_types=BOTH_GRANTS) for _ in range(3))
     add_to_policy(app, f'''
 [[delegation]]
 name = "second-for-first"
@@ -231,11 +225,11 @@ subjects = ["{second.made.client_id}"]
     assert denied.get_json()["error"] == "invalid_grant"
 
 
-def test_a_delegation_chain_stops_at_its_limit(client, app):
+def test_a_delegation_chain_stops_at_its_limit(new_agent, app):
     """Each hop nests one more act (RFC 8693 §4.1); past the limit the exchange is refused with
     invalid_grant, rather than minting a token too deeply nested to be read back."""
     from app.oauth.grants.token_exchange import MAX_DELEGATION_HOPS
-    agents = [agent_for(client) for _ in range(MAX_DELEGATION_HOPS + 2)]
+    agents = [new_agent(grant_types=BOTH_GRANTS) for _ in range(MAX_DELEGATION_HOPS + 2)]
     add_to_policy(app, '\n[[delegation]]\nname = "chain"\nactors = ["*"]\nsubjects = ["*"]\n')
     token = exchanged(agents[0], held_token(agents[0])).get_json()["access_token"]
     for hop, agent in enumerate(agents[1:], 1):
@@ -250,8 +244,8 @@ def test_a_delegation_chain_stops_at_its_limit(client, app):
     assert agents[MAX_DELEGATION_HOPS].introspect(token).get_json()["active"] is True  # it still reads back
 
 
-def test_actor_token_needs_may_act_or_policy(client, app):
-    agent = agent_for(client)
+def test_actor_token_needs_may_act_or_policy(new_agent, app):
+    agent = new_agent(grant_types=BOTH_GRANTS)
     subject, actor = held_token(agent), held_token(agent)
     response = exchanged(agent, subject, actor_token=actor, actor_token_type=ACCESS_TOKEN)
     assert response.get_json()["error"] == "invalid_grant" and "delegation" in \
@@ -263,25 +257,33 @@ def test_actor_token_needs_may_act_or_policy(client, app):
     assert claims_of(response.get_json()["access_token"])["act"]["sub"] == agent.made.client_id
 
 
-def test_someone_elses_actor_token_is_refused(client):
-    agent, other = agent_for(client), agent_for(client)
+def test_someone_elses_actor_token_is_refused(new_agent):
+    agent, other = (new_agent(grant_types=BOTH_GRANTS) for _ in range(2))
     response = exchanged(agent, held_token(agent), actor_token=held_token(other), actor_token_type=ACCESS_TOKEN)
     assert response.get_json()["error"] == "invalid_grant"
 
 
-def test_re_exchange_narrows_the_task(client):
-    agent = agent_for(client)
+def test_re_exchange_narrows_the_task(new_agent):
+    agent = new_agent(grant_types=BOTH_GRANTS)
     wide = exchanged(agent, held_token(agent), authorization_details=task(
         actions=["read", "list"], locations=[REPORTS], datatypes=["report"])).get_json()
     narrow = exchanged(agent, wide["access_token"], authorization_details=task(
         actions=["list"], locations=[REPORTS], datatypes=["report"]))
     assert narrow.status_code == 200 and narrow.get_json()["task_id"] == wide["task_id"]
-    for widened in (task(actions=["read", "list", "write"], locations=[REPORTS]),
-                    task(intent="read-reports", actions=["read"]),
-                    task(actions=["read"], locations=[REPORTS, "https://api.example.com/reports/2027"]),
-                    task(actions=["read"], locations=[REPORTS], sensitivity="internal")):
-        response = exchanged(agent, wide["access_token"], authorization_details=widened)
-        assert response.get_json()["error"] == "invalid_authorization_details", widened
+
+
+@pytest.mark.parametrize("widened", [
+    task(actions=["read", "list", "write"], locations=[REPORTS]),
+    task(intent="read-reports", actions=["read"]),
+    task(actions=["read"], locations=[REPORTS, "https://api.example.com/reports/2027"]),
+    task(actions=["read"], locations=[REPORTS], sensitivity="internal"),
+], ids=["another action", "another intent", "another location", "a higher sensitivity"])
+def test_a_re_exchange_cannot_widen_the_task(new_agent, widened):
+    agent = new_agent(grant_types=BOTH_GRANTS)
+    wide = exchanged(agent, held_token(agent), authorization_details=task(
+        actions=["read", "list"], locations=[REPORTS], datatypes=["report"])).get_json()
+    response = exchanged(agent, wide["access_token"], authorization_details=widened)
+    assert response.get_json()["error"] == "invalid_authorization_details", widened
 
 
 FULL_TASK = {"type": "agent_task", "intent": "summarize-reports", "description": "weekly summary",
@@ -291,10 +293,10 @@ FULL_TASK = {"type": "agent_task", "intent": "summarize-reports", "description":
 
 @pytest.mark.parametrize("left_out", ["intent", "description", "actions", "locations", "datatypes",
                                       "sensitivity"])
-def test_a_field_the_re_exchange_leaves_out_is_inherited_never_unbounded(client, left_out):
+def test_a_field_the_re_exchange_leaves_out_is_inherited_never_unbounded(new_agent, left_out):
     """RFC 9396 details of a task token: each field of agent_task the request omits is the
     subject token's, so a re-exchange cannot shed a bound by not mentioning it."""
-    agent = agent_for(client)
+    agent = new_agent(grant_types=BOTH_GRANTS)
     wide = exchanged(agent, held_token(agent), authorization_details=json.dumps([FULL_TASK]))
     assert wide.status_code == 200, wide.get_json()
     asked = {k: v for k, v in FULL_TASK.items() if k != left_out}
@@ -303,8 +305,8 @@ def test_a_field_the_re_exchange_leaves_out_is_inherited_never_unbounded(client,
     assert claims_of(again.get_json()["access_token"])["authorization_details"] == [FULL_TASK]
 
 
-def test_a_delegate_is_not_inherited(client):
-    agent, worker = agent_for(client), agent_for(client)
+def test_a_delegate_is_not_inherited(new_agent):
+    agent, worker = (new_agent(grant_types=BOTH_GRANTS) for _ in range(2))
     delegating = exchanged(agent, held_token(agent), authorization_details=json.dumps(
         [{**FULL_TASK, "delegate": worker.made.client_id}])).get_json()
     again = exchanged(agent, delegating["access_token"], authorization_details=json.dumps([{"type": "agent_task"}]))
@@ -318,8 +320,8 @@ def test_a_delegate_is_not_inherited(client):
     ({"sensitivity": "public"}, "sensitivity", "public"),
     ({"locations": [REPORTS]}, "locations", [REPORTS]),
 ])
-def test_a_field_the_re_exchange_names_narrows_only_that_field(client, narrowed, field, value):
-    agent = agent_for(client)
+def test_a_field_the_re_exchange_names_narrows_only_that_field(new_agent, narrowed, field, value):
+    agent = new_agent(grant_types=BOTH_GRANTS)
     wide = exchanged(agent, held_token(agent), authorization_details=json.dumps([FULL_TASK])).get_json()
     again = exchanged(agent, wide["access_token"], authorization_details=json.dumps([{"type": "agent_task",
                                                                                        **narrowed}]))
@@ -328,19 +330,19 @@ def test_a_field_the_re_exchange_names_narrows_only_that_field(client, narrowed,
 
 
 @pytest.mark.parametrize("left_out", ["locations", "datatypes"])
-def test_a_first_exchange_must_name_what_the_rule_bounds(client, left_out):
+def test_a_first_exchange_must_name_what_the_rule_bounds(new_agent, left_out):
     """A rule that bounds locations (or datatypes) is not passed by leaving them out."""
-    agent = agent_for(client)
+    agent = new_agent(grant_types=BOTH_GRANTS)
     response = exchanged(agent, held_token(agent), authorization_details=task(**{left_out: None}))
     body = response.get_json()
     assert response.status_code == 400 and body["error"] == "invalid_authorization_details"
     assert f"must name its {left_out}" in body["error_description"]
 
 
-def test_a_rule_without_a_bound_on_a_field_leaves_it_unnamed(client, app):
+def test_a_rule_without_a_bound_on_a_field_leaves_it_unnamed(new_agent, app):
     add_to_policy(app, '\n[[rule]]\nname = "open-notes"\nintents = ["take-notes"]\nclients = ["*"]\n'
                        'scopes = ["read"]\nactions = ["read"]\nmax_ttl = 60\n')
-    agent = agent_for(client)
+    agent = new_agent(grant_types=BOTH_GRANTS)
     response = exchanged(agent, held_token(agent), authorization_details=task(
         intent="take-notes", locations=None, datatypes=None))
     assert response.status_code == 200, response.get_json()
@@ -349,18 +351,16 @@ def test_a_rule_without_a_bound_on_a_field_leaves_it_unnamed(client, app):
         "invalid_authorization_details"
 
 
-def test_exchange_without_registering_for_it(client):
-    made = make_client()  # client_credentials only
-    agent = test_client_agent(client, made)
+def test_exchange_without_registering_for_it(new_agent):
+    agent = new_agent()  # client_credentials only
     response = exchanged(agent, held_token(agent))
     assert response.get_json()["error"] == "unauthorized_client"
 
 
-def test_scope_not_approved_for_the_caller(client):
-    holder = agent_for(client, scopes=("read", "list"))
-    add_to_policy(client.application, f'\n[[delegation]]\nname = "d"\nactors = ["*"]\n'
-                                      f'subjects = ["{holder.made.client_id}"]\n')
-    caller = agent_for(client, scopes=("read",))
+def test_scope_not_approved_for_the_caller(new_agent, app):
+    holder = new_agent(grant_types=BOTH_GRANTS, scopes=("read", "list"))
+    add_to_policy(app, f'\n[[delegation]]\nname = "d"\nactors = ["*"]\nsubjects = ["{holder.made.client_id}"]\n')
+    caller = new_agent(grant_types=BOTH_GRANTS, scopes=("read",))
     response = exchanged(caller, held_token(holder), scope="list")
     assert response.get_json()["error"] == "invalid_scope" and "approval" in \
         response.get_json()["error_description"]

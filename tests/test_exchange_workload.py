@@ -6,16 +6,14 @@ import pytest
 import responses
 from joserfc import jwt
 from joserfc.jwk import ECKey
-from sqlalchemy import select
 
-from app import clock, fetch
 from app.extensions import db
-from app.models import AuditEvent
-from app.oauth import workload
 from app.policy.rules import SHIPPED
+from app.support import clock, fetch
+from app.trust import issuers
 
-from .factories import make_client, public_jwks, sqlite_write_lock_is_free
-from .token_actions import BOTH_GRANTS, JWT_TYPE, test_client_agent, task
+from .factories import events, public_jwks, sqlite_write_lock_is_free
+from .token_actions import BOTH_GRANTS, JWT_TYPE, task
 
 SPIFFE = "https://spire.example.org"
 AUDIENCE = "ostiary"
@@ -51,21 +49,23 @@ def workload_jwt(key, *, iss=SPIFFE, sub="spiffe://example.org/ns/agents/sa/repo
 
 @pytest.fixture
 def trusted(app, issuer_key):
-    return workload.add_issuer(issuer=SPIFFE, audience=AUDIENCE, jwks=public_jwks(issuer_key),
+    return issuers.add(issuers.WORKLOAD_ISSUERS, SPIFFE, audience=AUDIENCE, jwks=public_jwks(issuer_key),
                                subject_pattern="spiffe://example.org/ns/agents/*", actor="admin:test")
 
 
-def agent(client):
-    return test_client_agent(client, make_client(grant_types=BOTH_GRANTS))
+@pytest.fixture
+def agent(new_agent):
+    """An agent whose client may exchange tokens (RFC 8693), as a workload's agent would."""
+    return new_agent(grant_types=BOTH_GRANTS)
 
 
-def test_a_trusted_workload_token_is_exchanged(client, trusted, issuer_key):
-    response = agent(client).exchange(workload_jwt(issuer_key), JWT_TYPE, authorization_details=task())
+def test_a_trusted_workload_token_is_exchanged(agent, trusted, issuer_key):
+    response = agent.exchange(workload_jwt(issuer_key), JWT_TYPE, authorization_details=task())
     assert response.status_code == 200, response.get_json()
     import jwt as pyjwt
     claims = pyjwt.decode(response.get_json()["access_token"], options={"verify_signature": False})
     assert claims["sub"] == "spiffe://example.org/ns/agents/sa/reporter"
-    exchanged = db.session.execute(select(AuditEvent).where(AuditEvent.event_type == "token.exchanged")).scalar_one()
+    [exchanged] = events("token.exchanged")
     assert exchanged.data["subject"]["iss"] == SPIFFE
     assert exchanged.data["subject"]["workload_rule"] == "reporter-pods"
 
@@ -76,51 +76,52 @@ def test_a_trusted_workload_token_is_exchanged(client, trusted, issuer_key):
     ({"lifetime": -100}, "does not verify"),
     ({"sub": "spiffe://example.org/ns/admin/sa/root"}, "may vouch for"),
 ])
-def test_untrusted_or_invalid_workload_tokens(client, trusted, issuer_key, options, words):
-    response = agent(client).exchange(workload_jwt(issuer_key, **options), JWT_TYPE, authorization_details=task())
+def test_untrusted_or_invalid_workload_tokens(agent, trusted, issuer_key, options, words):
+    response = agent.exchange(workload_jwt(issuer_key, **options), JWT_TYPE, authorization_details=task())
     body = response.get_json()
     assert body["error"] == "invalid_grant" and words in body["error_description"], body
 
 
-def test_only_a_client_the_policy_binds_may_present_a_workload_identity(client, app, trusted, issuer_key):
+def test_only_a_client_the_policy_binds_may_present_a_workload_identity(agent, app, trusted, issuer_key):
     """A stolen workload JWT is no use without the credentials of a client bound to it."""
     path = app.config["POLICY_FILE"]
     with open(path, "w") as out:
         out.write(SHIPPED.read_text() + BINDING.format(clients="some-other-client"))
-    response = agent(client).exchange(workload_jwt(issuer_key), JWT_TYPE, authorization_details=task())
+    response = agent.exchange(workload_jwt(issuer_key), JWT_TYPE, authorization_details=task())
     body = response.get_json()
     assert body["error"] == "invalid_grant" and "no policy workload rule" in body["error_description"]
 
 
-def test_a_key_the_issuer_does_not_publish(client, trusted):
+def test_a_key_the_issuer_does_not_publish(agent, trusted):
     impostor = ECKey.generate_key("P-256", parameters={"kid": "spire-1"}, private=True)
-    response = agent(client).exchange(workload_jwt(impostor), JWT_TYPE, authorization_details=task())
+    response = agent.exchange(workload_jwt(impostor), JWT_TYPE, authorization_details=task())
     assert response.get_json()["error"] == "invalid_grant"
 
 
-def test_workload_token_needs_the_jwt_token_type(client, trusted, issuer_key):
-    response = agent(client).exchange(workload_jwt(issuer_key), authorization_details=task())
+def test_workload_token_needs_the_jwt_token_type(agent, trusted, issuer_key):
+    response = agent.exchange(workload_jwt(issuer_key), authorization_details=task())
     assert response.get_json()["error"] == "invalid_grant"
 
 
-def test_an_algorithm_the_issuer_is_not_trusted_for(client, app):
+def test_an_algorithm_the_issuer_is_not_trusted_for(agent, app):
     key = ECKey.generate_key("P-384", parameters={"kid": "p384"}, private=True)
-    workload.add_issuer(issuer=SPIFFE, audience=AUDIENCE, jwks=public_jwks(key), algorithms=["ES256"],
+    issuers.add(issuers.WORKLOAD_ISSUERS, SPIFFE, audience=AUDIENCE, jwks=public_jwks(key), algorithms=["ES256"],
                         actor="admin:test")
-    response = agent(client).exchange(workload_jwt(key, alg="ES384"), JWT_TYPE, authorization_details=task())
+    response = agent.exchange(workload_jwt(key, alg="ES384"), JWT_TYPE, authorization_details=task())
     assert response.get_json()["error"] == "invalid_grant"
 
 
 @responses.activate
-def test_issuer_keys_from_jwks_uri(client, app, issuer_key, monkeypatch):
-    """Fetched through app.fetch (the checked address, pinned); the network is faked."""
+def test_issuer_keys_from_jwks_uri(new_agent, app, issuer_key, monkeypatch):
+    """Fetched through app.support.fetch (the checked address, pinned); the network is faked."""
     fetch.clear_cache()
     monkeypatch.setattr(fetch, "_resolve", lambda host, port: ipaddress.ip_address("93.184.216.34"))
     responses.get("https://93.184.216.34:443/jwks", json=public_jwks(issuer_key))
-    workload.add_issuer(issuer=SPIFFE, audience=AUDIENCE, jwks_uri="https://spire.example.org/jwks",
+    issuers.add(issuers.WORKLOAD_ISSUERS, SPIFFE, audience=AUDIENCE, jwks_uri="https://spire.example.org/jwks",
                         actor="admin:test")
-    for _ in range(2):
-        response = agent(client).exchange(workload_jwt(issuer_key), JWT_TYPE, authorization_details=task())
+    for _ in range(2):  # two clients, one fetch of the issuer's keys
+        response = new_agent(grant_types=BOTH_GRANTS).exchange(workload_jwt(issuer_key), JWT_TYPE,
+                                                               authorization_details=task())
         assert response.status_code == 200, response.get_json()
     assert len(responses.calls) == 1  # cached
     fetch.clear_cache()
@@ -128,7 +129,7 @@ def test_issuer_keys_from_jwks_uri(client, app, issuer_key, monkeypatch):
 
 @responses.activate
 @pytest.mark.parametrize("backend", ["sqlite"])
-def test_no_write_lock_is_held_while_the_issuers_keys_are_fetched(client, app, issuer_key, monkeypatch, backend):
+def test_no_write_lock_is_held_while_the_issuers_keys_are_fetched(agent, app, issuer_key, monkeypatch, backend):
     """The issuer, the key set and the client are read in autocommit: on SQLite nothing holds the
     write lock while the issuer's jwks_uri is fetched (every writer would wait for the fetch)."""
     fetch.clear_cache()
@@ -140,11 +141,10 @@ def test_no_write_lock_is_held_while_the_issuers_keys_are_fetched(client, app, i
         return 200, {"Content-Type": "application/json"}, json.dumps(public_jwks(issuer_key))
 
     responses.add_callback(responses.GET, "https://93.184.216.34:443/jwks", callback=keys_while_trying_the_lock)
-    workload.add_issuer(issuer=SPIFFE, audience=AUDIENCE, jwks_uri="https://spire.example.org/jwks",
+    issuers.add(issuers.WORKLOAD_ISSUERS, SPIFFE, audience=AUDIENCE, jwks_uri="https://spire.example.org/jwks",
                         actor="admin:test")
-    requester = agent(client)
     db.session.remove()  # the test's own transaction (SQLite: its write lock) ends first
-    response = requester.exchange(workload_jwt(issuer_key), JWT_TYPE, authorization_details=task())
+    response = agent.exchange(workload_jwt(issuer_key), JWT_TYPE, authorization_details=task())
     assert response.status_code == 200, response.get_json()
     assert free == [True]
     fetch.clear_cache()
@@ -158,16 +158,16 @@ def test_no_write_lock_is_held_while_the_issuers_keys_are_fetched(client, app, i
 ])
 def test_add_issuer_refusals(app, issuer_key, kwargs, words):
     options = {"issuer": SPIFFE, "audience": AUDIENCE, "jwks": public_jwks(issuer_key), **kwargs}
-    with pytest.raises(workload.WorkloadIssuerError, match=words):
-        workload.add_issuer(actor="admin:test", **options)
+    with pytest.raises(issuers.TrustError, match=words):
+        issuers.add(issuers.WORKLOAD_ISSUERS, actor="admin:test", **options)
 
 
 def test_add_twice_and_remove(app, trusted):
-    with pytest.raises(workload.WorkloadIssuerError, match="already"):
-        workload.add_issuer(issuer=SPIFFE, audience=AUDIENCE, jwks=trusted.jwks, actor="admin:test")
-    workload.remove_issuer(SPIFFE, actor="admin:test")
-    assert workload.list_issuers() == []
-    with pytest.raises(workload.WorkloadIssuerError, match="no workload issuer"):
-        workload.remove_issuer(SPIFFE, actor="admin:test")
-    kinds = [e.event_type for e in db.session.execute(select(AuditEvent).order_by(AuditEvent.id)).scalars()]
+    with pytest.raises(issuers.TrustError, match="already"):
+        issuers.add(issuers.WORKLOAD_ISSUERS, SPIFFE, audience=AUDIENCE, jwks=trusted.jwks, actor="admin:test")
+    issuers.remove(issuers.WORKLOAD_ISSUERS, SPIFFE, actor="admin:test")
+    assert issuers.listed(issuers.WORKLOAD_ISSUERS) == []
+    with pytest.raises(issuers.TrustError, match="no workload issuer"):
+        issuers.remove(issuers.WORKLOAD_ISSUERS, SPIFFE, actor="admin:test")
+    kinds = events(only="event_type")
     assert kinds[-2:] == ["workload_issuer.added", "workload_issuer.removed"]

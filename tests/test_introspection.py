@@ -1,29 +1,25 @@
 """RFC 7662 introspection: active only while issued, unexpired, unrevoked and the client active."""
 import pytest
 
-from app import clock
 from app.registration import lifecycle
-
-from .factories import make_client
-from .token_actions import test_client_agent
+from app.support import clock
 
 API = "https://api.example.com"
 
 
 @pytest.fixture
-def agent(client):
-    return test_client_agent(client, make_client())
+def agent(new_agent):
+    return new_agent()
 
 
-def relying_service(client, resource=API):
+def relying_service(new_agent, resource=API):
     """A relying service: registered as a client, approved as the relying service of ``resource``."""
-    return test_client_agent(client, make_client(auth_method="client_secret_basic", audiences=(resource,),
-                                                 serves=(resource,)))
+    return new_agent(auth_method="client_secret_basic", audiences=(resource,), serves=(resource,))
 
 
 @pytest.fixture
-def service(client):
-    return relying_service(client)
+def service(new_agent):
+    return relying_service(new_agent)
 
 
 def issue(agent):
@@ -44,24 +40,24 @@ def test_response_is_not_cached(agent, service):
     assert response.headers["Cache-Control"] == "no-store"
 
 
-def test_a_service_for_another_audience_learns_nothing(client, agent):
-    other = relying_service(client, "https://elsewhere.example")
+def test_a_service_for_another_audience_learns_nothing(new_agent, agent):
+    other = relying_service(new_agent, "https://elsewhere.example")
     assert other.introspect(issue(agent)).get_json() == {"active": False}
 
 
 @pytest.mark.parametrize("auth_method", ["client_secret_basic", "private_key_jwt"])
-def test_a_client_approved_to_call_the_resource_is_not_its_relying_service(client, agent, auth_method):
+def test_a_client_approved_to_call_the_resource_is_not_its_relying_service(new_agent, agent, auth_method):
     """RFC 7662 §4: being allowed to call API does not make a client the API: another agent
     approved for the same audience must not read this agent's sub, owner and task."""
-    peer = test_client_agent(client, make_client(auth_method=auth_method, audiences=(API,)))
+    peer = new_agent(auth_method=auth_method, audiences=(API,))
     token = issue(agent)
     assert peer.introspect(token).get_json() == {"active": False}
     assert peer.introspect(issue(peer)).get_json()["active"] is True  # its own token, still
 
 
-def test_serving_one_resource_does_not_reach_tokens_for_another(client):
-    agent = test_client_agent(client, make_client(audiences=(API, "https://other.example")))
-    service = relying_service(client, "https://other.example")
+def test_serving_one_resource_does_not_reach_tokens_for_another(new_agent):
+    agent = new_agent(audiences=(API, "https://other.example"))
+    service = relying_service(new_agent, "https://other.example")
     token = agent.token(resource=API).get_json()["access_token"]
     assert service.introspect(token).get_json() == {"active": False}
 
@@ -106,10 +102,10 @@ def test_a_token_issued_before_a_suspension_stays_dead_after_reactivation(agent,
     assert service.introspect(after).get_json()["active"] is True
 
 
-def test_expired_approval_deactivates_tokens(client):
-    agent = test_client_agent(client, make_client(max_token_ttl=300))
+def test_expired_approval_deactivates_tokens(new_agent):
+    agent = new_agent(max_token_ttl=300)
     token = issue(agent)
-    service = relying_service(client)
+    service = relying_service(new_agent)
     from datetime import timedelta
 
     from app.extensions import db

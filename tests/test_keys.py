@@ -4,11 +4,13 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 from sqlalchemy import select
 
-from app import clock
 from app.extensions import db
-from app.keys import rotate
-from app.keys.crypto import WrongKeyEncryptionKey, decrypt, derive
-from app.models import AuditEvent, SigningKey
+from app.models import SigningKey
+from app.signing import rotate
+from app.signing.crypto import WrongKeyEncryptionKey, decrypt, derive
+from app.support import clock
+
+from .factories import events
 
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "k", "oth"}
 
@@ -54,7 +56,7 @@ def test_rotation_moves_each_key_one_step_and_is_audited(app):
     assert after["active"] == before["next"] == [change["active"]]
     assert after["retiring"] == before["active"]
     assert after["next"] == [change["next"]]
-    event = db.session.execute(select(AuditEvent).where(AuditEvent.event_type == "key.rotated")).scalar_one()
+    [event] = events("key.rotated")
     assert event.actor == "admin:alice" and event.data["active"] == change["active"]
 
 

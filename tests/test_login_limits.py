@@ -3,11 +3,14 @@ hold across workers and instances (test client, on SQLite and PostgreSQL)."""
 import pytest
 from sqlalchemy import select
 
-from app import admins, clock, create_app
+from app import create_app
+from app.console import admins
 from app.extensions import db
-from app.models import AuditEvent, LoginFailure
+from app.models import LoginFailure
+from app.support import clock
 
 from .console_helpers import PASSWORD, Console, fresh_context_per_request
+from .factories import events
 from .servers import TEST_SECRETS
 
 # The limiter's own per-address login limit (per process with memory://) is lifted, so what is
@@ -38,10 +41,6 @@ def attempt(app, password, username="alice", address="198.51.100.7"):
     client = app.test_client()
     client.environ_base["REMOTE_ADDR"] = address
     return Console(client, username).login(password=password)
-
-
-def events(event_type):
-    return db.session.execute(select(AuditEvent).where(AuditEvent.event_type == event_type)).scalars().all()
 
 
 class CountingHasher:

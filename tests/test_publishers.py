@@ -5,16 +5,23 @@ import time
 import pytest
 import responses
 from joserfc.jwk import OctKey, RSAKey
-from sqlalchemy import func, select
 
-from app import clock, fetch
 from app.extensions import db
 from app.models import Client, InitialAccessToken
-from app.registration import iat, publishers
-from app.registration.publishers import PublisherError
+from app.registration import iat
+from app.support import clock, fetch
+from app.trust import issuers
 
-from .factories import (PUBLISHER, add_publisher, at_once, new_key, public_jwks, software_statement,
-                        sqlite_write_lock_is_free)
+from .factories import (
+    PUBLISHER,
+    add_publisher,
+    at_once,
+    count,
+    new_key,
+    public_jwks,
+    software_statement,
+    sqlite_write_lock_is_free,
+)
 
 CLIENT_KEY = new_key("c1")
 
@@ -92,7 +99,7 @@ STATEMENT_REFUSALS = [
     (with_jku, "invalid_software_statement", "does not verify"),
     (unsigned, "invalid_software_statement", "alg"),
     (hs256_with_public_key, "invalid_software_statement", "alg"),
-    (lambda k: software_statement(k, exp=int(time.time()) - 10), "invalid_software_statement", "expired"),
+    (lambda k: software_statement(k, exp=int(time.time()) - 3600), "invalid_software_statement", "expired"),
     (lambda k: software_statement(k, iat=int(time.time()) + 3600), "invalid_software_statement", "future"),
     (lambda k: software_statement(k, iat=None), "invalid_software_statement", "iat"),
     (lambda k: software_statement(k, nbf=int(time.time()) + 3600), "invalid_software_statement", "nbf"),
@@ -110,7 +117,7 @@ def test_statement_refusals(client, make, error, words):
     resp = register(client, make(key))
     assert resp.status_code == 400 and resp.json["error"] == error, resp.json
     assert words in resp.json["error_description"]
-    assert db.session.scalar(select(func.count()).select_from(Client)) == 0
+    assert count(Client) == 0
 
 
 def test_statement_claims_are_validated_like_metadata(client):
@@ -121,7 +128,7 @@ def test_statement_claims_are_validated_like_metadata(client):
 
 def test_rsa_publisher_and_ps256(client):
     key = RSAKey.generate_key(2048, parameters={"kid": "r1"}, private=True)
-    publishers.add(PUBLISHER, jwks=public_jwks(key), assurance_level=1, actor="admin:a")
+    issuers.add(issuers.PUBLISHERS, PUBLISHER, jwks=public_jwks(key), assurance_level=1, actor="admin:a")
     assert register(client, software_statement(key, alg="PS256")).status_code == 201
 
 
@@ -228,18 +235,18 @@ def test_pending_cap_per_publisher(client, app):
     ({}, "exactly one"),
 ])
 def test_publisher_add_refusals(app, kwargs, message):
-    with pytest.raises(PublisherError, match=message):
-        publishers.add(PUBLISHER, actor="admin:a", **kwargs)
+    with pytest.raises(issuers.TrustError, match=message):
+        issuers.add(issuers.PUBLISHERS, PUBLISHER, actor="admin:a", **kwargs)
 
 
 def test_publisher_remove_keeps_provenance(client, app):
     _, key = add_publisher()
     register(client, software_statement(key))
-    with pytest.raises(PublisherError, match="retire them first"):
-        publishers.remove(PUBLISHER, actor="admin:a")
+    with pytest.raises(issuers.TrustError, match="retire them first"):
+        issuers.remove(issuers.PUBLISHERS, PUBLISHER, actor="admin:a")
     add_publisher(issuer="https://unused.example")
-    publishers.remove("https://unused.example", actor="admin:a")
-    assert publishers.get("https://unused.example") is None
+    issuers.remove(issuers.PUBLISHERS, "https://unused.example", actor="admin:a")
+    assert issuers.get(issuers.PUBLISHERS, "https://unused.example") is None
 
 
 # ---- publisher keys fetched from a jwks_uri -----------------------------------------------------
@@ -262,7 +269,7 @@ def resolve_to(monkeypatch):
 def test_statement_verified_with_keys_from_the_publishers_jwks_uri(client, resolve_to):
     key = new_key("uri-1")
     responses.get(f"https://{PUBLIC_IP}:443/jwks.json", json=public_jwks(key))
-    publishers.add(PUBLISHER, jwks_uri="https://keys.publisher.example/jwks.json", algorithms=["ES256"],
+    issuers.add(issuers.PUBLISHERS, PUBLISHER, jwks_uri="https://keys.publisher.example/jwks.json", algorithms=["ES256"],
                    assurance_level=1, actor="admin:a")
     assert register(client, software_statement(key)).status_code == 201
     assert register(client, software_statement(key)).status_code == 201
@@ -284,7 +291,7 @@ def test_no_write_lock_is_held_while_the_publishers_keys_are_fetched(client, app
         return 200, {"Content-Type": "application/json"}, json.dumps(public_jwks(key))
 
     responses.add_callback(responses.GET, f"https://{PUBLIC_IP}:443/jwks.json", callback=keys_while_trying_the_lock)
-    publishers.add(PUBLISHER, jwks_uri="https://keys.publisher.example/jwks.json", algorithms=["ES256"],
+    issuers.add(issuers.PUBLISHERS, PUBLISHER, jwks_uri="https://keys.publisher.example/jwks.json", algorithms=["ES256"],
                    assurance_level=1, actor="admin:a")
     app.config["REGISTRATION_POLICY"] = policy
     token = iat.create(ttl=60, actor="admin:a")[0] if policy == "initial_access_token" else None

@@ -3,13 +3,12 @@ import json
 
 import pytest
 from joserfc.jwk import ECKey, OctKey, RSAKey
-from sqlalchemy import func, select
 
-from app import hashing
 from app.extensions import db
 from app.models import AuditEvent, Client
+from app.support import hashing
 
-from .factories import new_key, public_jwks
+from .factories import count, events, new_key, public_jwks
 
 KEY = new_key()
 JWKS = public_jwks(KEY)
@@ -24,10 +23,6 @@ def body(**fields):
 
 def post(client, data, **kwargs):
     return client.post("/register", json=data, **kwargs)
-
-
-def client_count():
-    return db.session.scalar(select(func.count()).select_from(Client))
 
 
 def test_metadata_advertises_the_registration_endpoint(client, app):
@@ -47,7 +42,7 @@ def test_registration_lands_pending_with_a_registration_access_token(client, app
     stored = db.session.get(Client, data["client_id"])
     assert stored.registration_token_hash == hashing.hash_secret(data["registration_access_token"])
     assert stored.provenance == "self-asserted" and stored.registered_from == "127.0.0.1"
-    event = db.session.execute(select(AuditEvent).where(AuditEvent.client_id == data["client_id"])).scalar_one()
+    [event] = events(client_id=data["client_id"])
     assert event.event_type == "client.registered" and event.actor == f"client:{data['client_id']}"
 
 
@@ -119,9 +114,8 @@ def test_refusals(client, fields, error, words):
     assert resp.json["error"] == error
     assert words in resp.json["error_description"]
     assert resp.headers["Cache-Control"] == "no-store"
-    assert client_count() == 0
-    assert db.session.scalar(select(func.count()).select_from(AuditEvent)
-                             .where(AuditEvent.event_type.like("client.%"))) == 0
+    assert count(Client) == 0
+    assert count(AuditEvent, AuditEvent.event_type.like("client.%")) == 0
 
 
 @pytest.mark.parametrize("send, words", [
@@ -141,14 +135,14 @@ def test_malformed_requests_are_invalid_request(client, send, words):
     resp = client.post("/register", **send)
     assert resp.status_code == 400 and resp.json["error"] == "invalid_request", resp.json
     assert words in resp.json["error_description"]
-    assert client_count() == 0
+    assert count(Client) == 0
 
 
 def test_oversized_body_is_413(client, app):
     resp = client.post("/register", data=b"{" + b" " * app.config["MAX_BODY_BYTES"] + b"}",
                        content_type="application/json")
     assert resp.status_code == 413 and resp.json["error"] == "invalid_request"
-    assert client_count() == 0
+    assert count(Client) == 0
 
 
 @pytest.mark.parametrize("name", ["evil\u202eagent", "agent\u200b", "\u2066trusted\u2069"])
@@ -177,14 +171,14 @@ def test_pending_cap_per_address(client, app):
     assert resp.status_code == 429 and resp.json["error"] == "too_many_pending_registrations"
     other = post(client, body(), environ_base={"REMOTE_ADDR": "198.51.100.7"})
     assert other.status_code == 201
-    assert client_count() == 3
+    assert count(Client) == 3
 
 
 def test_a_pending_cap_of_zero_is_no_cap(client, app):
     app.config["PENDING_CAP_PER_ADDRESS"] = 0
     for _ in range(3):
         assert post(client, body()).status_code == 201
-    assert client_count() == 3
+    assert count(Client) == 3
 
 
 def test_the_registration_response_is_what_was_committed(client):
@@ -198,7 +192,7 @@ def test_the_registration_response_is_what_was_committed(client):
 
 
 def test_stale_pending_registrations_do_not_count_against_the_cap(client, app):
-    from app import clock
+    from app.support import clock
     app.config["PENDING_CAP_PER_ADDRESS"] = 1
     assert post(client, body()).status_code == 201
     clock.advance(app.config["PENDING_TTL"] + 1)

@@ -1,12 +1,11 @@
 """RFC 7592 read / update / delete with the registration access token."""
 import pytest
-from sqlalchemy import select
 
 from app.extensions import db
-from app.models import AuditEvent, Client
+from app.models import Client
 from app.registration import lifecycle
 
-from .factories import ACTOR, approve, make_client, new_key, public_jwks
+from .factories import ACTOR, approve, events, make_client, new_key, public_jwks
 
 
 def auth(token):
@@ -42,21 +41,21 @@ def test_read_while_pending_and_after_approval(client):
                       headers=auth(info["registration_access_token"])).json["status"] == "active"
 
 
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
 @pytest.mark.parametrize("how", ["missing", "wrong", "other client", "basic scheme", "query string"])
-def test_wrong_or_missing_token_is_401(client, how):
+def test_wrong_or_missing_token_is_401(client, how, method):
     info, other = registered(client), registered(client)
     url = f"/register/{info['client_id']}"
     kwargs = {"missing": {}, "wrong": {"headers": auth("nope")},
               "other client": {"headers": auth(other["registration_access_token"])},
               "basic scheme": {"headers": {"Authorization": f"Basic {info['registration_access_token']}"}},
               "query string": {"query_string": {"access_token": info["registration_access_token"]}}}[how]
-    for method in (client.get, client.delete):
-        resp = method(url, **kwargs)
-        if how == "query string":
-            assert resp.status_code == 400 and resp.json["error"] == "invalid_request"
-        else:
-            assert resp.status_code == 401 and resp.json["error"] == "invalid_token"
-            assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    resp = client.open(url, method=method, **kwargs)
+    if how == "query string":
+        assert resp.status_code == 400 and resp.json["error"] == "invalid_request"
+    else:
+        assert resp.status_code == 401 and resp.json["error"] == "invalid_token"
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
     assert db.session.get(Client, info["client_id"]).status == "pending"
 
 
@@ -74,7 +73,7 @@ def test_update_replaces_metadata(client):
     assert resp.json["client_name"] == "renamed" and resp.json["jwks"] == new_jwks
     stored = db.session.get(Client, info["client_id"])
     assert stored.jwks == new_jwks and stored.client_name == "renamed"
-    event = db.session.execute(select(AuditEvent).where(AuditEvent.event_type == "client.updated")).scalar_one()
+    [event] = events("client.updated")
     assert "client_name" in event.data["changed"] and event.actor == f"client:{info['client_id']}"
 
 
@@ -119,7 +118,7 @@ def test_widening_an_active_client_sends_it_back_to_pending(client, changes):
     resp = client.put(f"/register/{info['client_id']}", json=put_body(current(client, info), **changes),
                       headers=auth(info["registration_access_token"]))
     assert resp.status_code == 200 and resp.json["status"] == "pending"
-    event = db.session.execute(select(AuditEvent).where(AuditEvent.event_type == "client.updated")).scalar_one()
+    [event] = events("client.updated")
     assert event.data["back_to_pending"]
 
 
@@ -146,7 +145,7 @@ def test_changing_its_keys_sends_an_active_client_back_to_review(client, changes
     assert resp.status_code == 200 and resp.json["status"] == "pending"
     stored = db.session.get(Client, info["client_id"])
     assert stored.tokens_not_before is not None and "changed" in stored.status_reason
-    event = db.session.execute(select(AuditEvent).where(AuditEvent.event_type == "client.updated")).scalar_one()
+    [event] = events("client.updated")
     assert "jwks" in event.data["back_to_pending"] and event.data["version"] == 2
 
 

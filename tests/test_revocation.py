@@ -5,22 +5,22 @@ import pytest
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import AuditEvent, IssuedToken, Task
+from app.models import IssuedToken, Task
 from app.oauth import tokens
 
-from .factories import make_client
-from .token_actions import BOTH_GRANTS, test_client_agent, task
+from .factories import events
+from .token_actions import BOTH_GRANTS, task
 
 
 @pytest.fixture
-def agent(client):
-    return test_client_agent(client, make_client(grant_types=BOTH_GRANTS))
+def agent(new_agent):
+    """The agent under test: its client may exchange its tokens for task tokens."""
+    return new_agent(grant_types=BOTH_GRANTS)
 
 
 @pytest.fixture
-def service(client):
-    return test_client_agent(client, make_client(auth_method="client_secret_basic",
-                                                 serves=("https://api.example.com",)))
+def service(new_agent):
+    return new_agent(auth_method="client_secret_basic", serves=("https://api.example.com",))
 
 
 def issue(agent):
@@ -42,7 +42,7 @@ def test_revoke_own_token(agent, service):
     response = agent.revoke(token)
     assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
     assert not active(service, token)
-    event = db.session.execute(select(AuditEvent).where(AuditEvent.event_type == "token.revoked")).scalar_one()
+    [event] = events("token.revoked")
     assert event.actor == f"client:{agent.made.client_id}"
 
 
@@ -68,8 +68,8 @@ def test_unknown_tokens_answer_200(agent, token):
     assert response.status_code == 200
 
 
-def test_another_clients_token_is_refused_and_stays_active(client, agent, service):
-    other = test_client_agent(client, make_client())
+def test_another_clients_token_is_refused_and_stays_active(new_agent, agent, service):
+    other = new_agent()
     token = issue(agent)
     response = other.revoke(token)
     assert response.status_code == 400 and response.get_json()["error"] == "invalid_grant"
@@ -101,7 +101,7 @@ def test_the_agent_ends_its_task(agent, service, outcome):
     assert active(service, held)  # the agent's own token is not the task's
     row = db.session.get(Task, first["task_id"])
     assert row.outcome == outcome and row.ended_at is not None
-    event = db.session.execute(select(AuditEvent).where(AuditEvent.event_type == "task.ended")).scalar_one()
+    [event] = events("task.ended")
     assert event.task_id == first["task_id"] and json.loads(json.dumps(event.data))["revoked"]
 
 
@@ -115,9 +115,9 @@ def test_ending_refusals(agent, task_id, outcome, words):
     assert response.get_json()["error"] == "invalid_request" and words in response.get_json()["error_description"]
 
 
-def test_an_agent_cannot_end_another_agents_task(client, agent, service):
+def test_an_agent_cannot_end_another_agents_task(new_agent, agent, service):
     made = task_token(agent)
-    other = test_client_agent(client, make_client())
+    other = new_agent()
     assert other.end_task(made["task_id"]).get_json()["error"] == "invalid_request"
     assert active(service, made["access_token"])
 
@@ -139,7 +139,7 @@ def test_cli_task_end(runner, agent, service):
     result = runner.invoke(args=["task", "end", made["task_id"]])
     assert result.exit_code == 0 and "1 token(s) revoked" in result.output, result.output
     assert not active(service, made["access_token"])
-    event = db.session.execute(select(AuditEvent).where(AuditEvent.event_type == "task.ended")).scalar_one()
+    [event] = events("task.ended")
     assert event.actor.startswith("cli:") and event.reason == "ended"
     again = runner.invoke(args=["task", "end", made["task_id"]])
     assert again.exit_code == 1 and "already ended" in again.output

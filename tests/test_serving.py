@@ -1,6 +1,6 @@
-"""The ASGI front (app.serving) in-process, on an event loop as gunicorn's asgi worker runs it:
+"""The ASGI front (app.http.serving) in-process, on an event loop as gunicorn's asgi worker runs it:
 what runs inline and what on threads, the body limit, a client that goes away, and the greenlet
-bridge (app.inline). Its group commit is tested with the threaded one, in test_issuance."""
+bridge (app.support.inline). Its group commit is tested with the threaded one, in test_issuance."""
 import asyncio
 import ipaddress
 import json
@@ -9,23 +9,17 @@ import threading
 
 import pytest
 import responses
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from app import clock, fetch, inline
 from app.extensions import db
+from app.http.serving import Server
 from app.models import AuditEvent, IssuedToken
 from app.registration import lifecycle
-from app.serving import Server
+from app.support import clock, fetch, inline
 
 from .asgi_client import at_once, call, form_post, request
-from .factories import make_client, new_key, public_jwks
-from .token_actions import Agent
-
-ISSUER = "http://127.0.0.1:5000"
-
-
-def agent(made):
-    return Agent(made, ISSUER, form_post)
+from .factories import count, events, make_client, new_key, public_jwks
+from .token_actions import ISSUER
 
 
 @pytest.fixture
@@ -33,16 +27,12 @@ def server(app):
     return Server(app, threads=2)
 
 
-def count(model, **where):
-    return db.session.scalar(select(func.count()).select_from(model).filter_by(**where))
-
-
-def test_an_inline_token_is_audited_with_the_clients_address(server):
-    made = make_client(auth_method="client_secret_basic")
-    answer, = at_once(server, [agent(made).token()])
+def test_an_inline_token_is_audited_with_the_clients_address(server, new_agent):
+    agent = new_agent(auth_method="client_secret_basic", post=form_post)
+    answer, = at_once(server, [agent.token()])
     assert answer.status_code == 200 and answer.headers["cache-control"] == "no-store"
-    event = db.session.scalars(select(AuditEvent).filter_by(event_type="token.issued")).one()
-    assert event.address == "192.0.2.7" and event.jti == issued_jti(made.client_id)
+    [event] = events("token.issued")
+    assert event.address == "192.0.2.7" and event.jti == issued_jti(agent.made.client_id)
 
 
 def issued_jti(client_id):
@@ -70,10 +60,9 @@ def test_reads_and_token_requests_run_inline_and_the_rest_on_threads(server):
     assert sorted(threaded) == [("GET", "/token"), ("POST", "/revoke")]
 
 
-def test_a_token_request_over_the_size_limit_is_413_and_read_no_further(server, app):
-    made = make_client(auth_method="client_secret_basic")
+def test_a_token_request_over_the_size_limit_is_413_and_read_no_further(server, app, new_agent):
     limit = app.config["MAX_BODY_BYTES"]
-    headers = agent(made).token()["headers"]
+    headers = new_agent(auth_method="client_secret_basic", post=form_post).token()["headers"]
     chunks = [b"grant_type=client_credentials&scope=" + b"r" * limit, b"r" * 100, b"r" * 100]
     scope, receive, received = request("POST", "/token", headers=headers, chunks=chunks)
     sent = []
@@ -87,9 +76,8 @@ def test_a_token_request_over_the_size_limit_is_413_and_read_no_further(server, 
     assert count(IssuedToken) == 0
 
 
-def test_a_client_gone_mid_body_gets_nothing_and_nothing_is_written(server):
-    made = make_client(auth_method="client_secret_basic")
-    headers = agent(made).token()["headers"]
+def test_a_client_gone_mid_body_gets_nothing_and_nothing_is_written(server, new_agent):
+    headers = new_agent(auth_method="client_secret_basic", post=form_post).token()["headers"]
     answer, = at_once(server, [dict(method="POST", path="/token", headers=headers,
                                     chunks=[b"grant_type=client_", b""], disconnect=True)])
     assert answer is None
@@ -97,16 +85,16 @@ def test_a_client_gone_mid_body_gets_nothing_and_nothing_is_written(server):
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
-def test_introspection_reads_without_waiting_for_the_write_lock(server, backend):
+def test_introspection_reads_without_waiting_for_the_write_lock(server, backend, new_agent):
     """The token's row is read on the driver in autocommit: on SQLite, introspection answers
     while another connection holds the write lock (through the ORM it would begin with
     ``BEGIN IMMEDIATE`` and wait for it on the loop's own thread)."""
-    made = make_client(auth_method="client_secret_basic")
-    issued, = at_once(server, [agent(made).token()])
+    agent = new_agent(auth_method="client_secret_basic", post=form_post)
+    issued, = at_once(server, [agent.token()])
     writer = sqlite3.connect(db.engine.url.database, timeout=0)
     writer.execute("BEGIN IMMEDIATE")
     try:
-        answer, = at_once(server, [agent(made).introspect(issued.get_json()["access_token"])])
+        answer, = at_once(server, [agent.introspect(issued.get_json()["access_token"])])
     finally:
         writer.rollback()
         writer.close()
@@ -114,7 +102,7 @@ def test_introspection_reads_without_waiting_for_the_write_lock(server, backend)
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
-def test_expiring_a_client_at_request_time_does_not_stop_the_loop(server, backend, monkeypatch):
+def test_expiring_a_client_at_request_time_does_not_stop_the_loop(server, backend, monkeypatch, new_agent):
     """The expiry is an ORM write, made on a thread: while it waits for SQLite's write lock
     (held here by another connection), the loop answers a request sent after it."""
     made = make_client()
@@ -131,7 +119,7 @@ def test_expiring_a_client_at_request_time_does_not_stop_the_loop(server, backen
     writer.execute("BEGIN IMMEDIATE")
 
     async def main():
-        expired = asyncio.ensure_future(call(server, **agent(made).token()))
+        expired = asyncio.ensure_future(call(server, **new_agent(made, post=form_post).token()))
         await asyncio.get_running_loop().run_in_executor(None, expiring.wait, 10)
         jwks = await call(server, method="GET", path="/jwks.json")
         writer.rollback()  # the expiry may go on
@@ -147,7 +135,7 @@ def test_expiring_a_client_at_request_time_does_not_stop_the_loop(server, backen
 
 
 @responses.activate
-def test_a_slow_jwks_uri_does_not_stop_the_loop(server, monkeypatch):
+def test_a_slow_jwks_uri_does_not_stop_the_loop(server, monkeypatch, new_agent):
     """A client's keys are fetched on a thread: while the fetch waits, the loop answers a
     token request sent after it."""
     fetch.clear_cache()
@@ -165,9 +153,9 @@ def test_a_slow_jwks_uri_does_not_stop_the_loop(server, monkeypatch):
     other = make_client(auth_method="client_secret_basic")
 
     async def main():
-        slow = asyncio.ensure_future(call(server, **agent(remote).token()))
+        slow = asyncio.ensure_future(call(server, **new_agent(remote, post=form_post).token()))
         await asyncio.get_running_loop().run_in_executor(None, fetching.wait, 10)
-        fast = await call(server, **agent(other).token())
+        fast = await call(server, **new_agent(other, post=form_post).token())
         answered.set()
         return await slow, fast
 
@@ -198,7 +186,7 @@ def test_inline_code_waits_for_awaitables_and_gets_their_exceptions():
 def test_inline_reads_keep_one_connection_and_replace_one_that_failed(app):
     from sqlalchemy import text
 
-    from app import dbapi
+    from app.db import dbapi
     from app.oauth.clients import LOAD
     made = make_client(auth_method="client_secret_basic")
     db.session.remove()
@@ -221,7 +209,7 @@ def test_inline_reads_keep_one_connection_and_replace_one_that_failed(app):
 
 @pytest.mark.parametrize("limit", ["IDLE_SECONDS", "RECYCLE_SECONDS"])
 def test_the_loops_connection_is_replaced_when_idle_or_old(app, monkeypatch, limit):
-    from app import dbapi
+    from app.db import dbapi
     from app.oauth.clients import LOAD
     made = make_client(auth_method="client_secret_basic")
     db.session.remove()
@@ -243,7 +231,7 @@ def test_the_loops_connection_is_replaced_when_idle_or_old(app, monkeypatch, lim
 
 
 def test_the_loops_connection_goes_back_to_the_pool_as_the_pool_handed_it_out(app):
-    from app import dbapi
+    from app.db import dbapi
     from app.oauth.clients import LOAD
     made = make_client(auth_method="client_secret_basic")
     db.session.remove()

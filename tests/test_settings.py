@@ -127,11 +127,27 @@ def test_gunicorn_refuses_memory_storage_with_several_workers_in_one_line(monkey
     hook(FakeArbiter(), 1, None)  # one worker: one process, its count is the only one
 
 
-def test_gunicorn_accepts_redis_with_several_workers_and_logs_a_later_change_to_memory(monkeypatch):
+def test_gunicorn_accepts_redis_with_several_workers(monkeypatch):
     monkeypatch.setenv("OSTIARY_RATELIMIT_STORAGE_URI", "redis://127.0.0.1:6379/0")
-    hook = gunicorn_hook()
-    hook(FakeArbiter(), 4, None)
-    monkeypatch.setenv("OSTIARY_RATELIMIT_STORAGE_URI", "memory://")
     arbiter = FakeArbiter()
+    gunicorn_hook()(arbiter, 4, None)
+    assert arbiter.errors == []
+
+
+def test_gunicorn_logs_a_later_second_worker_on_memory_storage(monkeypatch):
+    monkeypatch.setenv("OSTIARY_RATELIMIT_STORAGE_URI", "memory://")
+    hook, arbiter = gunicorn_hook(), FakeArbiter()
+    hook(arbiter, 1, None)
     hook(arbiter, 2, 1)  # TTIN on a running server: logged, the server keeps running
     assert len(arbiter.errors) == 1 and "memory://" in arbiter.errors[0]
+
+
+@pytest.mark.parametrize("name, value", [("OSTIARY_THREADS", "many"), ("OSTIARY_THREADS", "0"),
+                                         ("OSTIARY_WORKERS", "-1"), ("OSTIARY_PROXY_HOPS", "one")])
+def test_gunicorn_refuses_a_malformed_serving_setting_in_one_line(monkeypatch, capsys, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(str(ROOT / "config" / "gunicorn.conf.py"))
+    assert exit_.value.code == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"ostiary: error: {name}")

@@ -4,15 +4,23 @@ update can change them only with a new statement, and auto-approval asks more of
 import json
 
 import pytest
-from sqlalchemy import select
 
 from app.extensions import db
-from app.models import AuditEvent, Client
+from app.models import Client
 
 from .console_helpers import Console
-from .factories import (PUBLISHER, Made, add_publisher, approve, at_once, make_client, new_key,
-                        public_jwks, software_statement)
-from .token_actions import test_client_agent
+from .factories import (
+    PUBLISHER,
+    Made,
+    add_publisher,
+    approve,
+    at_once,
+    count,
+    events,
+    new_key,
+    public_jwks,
+    software_statement,
+)
 
 VENDOR_KEY = new_key("vendor-agent")   # the key the vendor's statement pins
 ATTACKER_KEY = new_key("attacker")
@@ -107,14 +115,13 @@ def test_a_statement_of_another_publisher_cannot_change_them(client, app):
 
 
 @pytest.mark.parametrize("change", ["jwks", "redirect_uris"])
-def test_an_unsigned_key_or_redirect_change_sends_an_active_client_back_to_review(client, app, change):
+def test_an_unsigned_key_or_redirect_change_sends_an_active_client_back_to_review(client, app, change, new_agent):
     """The statement signed no keys: the client chose them, so changing them needs a new review,
     and the tokens it had stop being valid at once."""
     _, key = add_publisher()
     info = register(client, software_statement(key), jwks=public_jwks(VENDOR_KEY))
     approve(info["client_id"])
-    agent = test_client_agent(client, Made(info["client_id"], None, VENDOR_KEY, None,
-                                           info["registration_access_token"]))
+    agent = new_agent(Made(info["client_id"], None, VENDOR_KEY, None, info["registration_access_token"]))
     token = agent.token().get_json()["access_token"]
     changes = ({"jwks": public_jwks(ATTACKER_KEY)} if change == "jwks"
                else {"redirect_uris": ["https://attacker.example/cb"]})
@@ -123,8 +130,7 @@ def test_an_unsigned_key_or_redirect_change_sends_an_active_client_back_to_revie
     assert agent.token().get_json()["error"] in ("unauthorized_client", "invalid_client")
     assert stored(info["client_id"]).tokens_not_before is not None
     approve(info["client_id"])
-    service = test_client_agent(client, make_client(auth_method="client_secret_basic",
-                                                    serves=("https://api.example.com",)))
+    service = new_agent(auth_method="client_secret_basic", serves=("https://api.example.com",))
     assert service.introspect(token).get_json() == {"active": False}
 
 
@@ -133,7 +139,7 @@ def test_registration_and_audit_say_which_values_are_signed(client, app):
     info = register(client, vendor_statement(app, key), client_name="plain name")
     client_row = stored(info["client_id"])
     assert client_row.signed_fields == ["client_name", "jwks", "software_id", "software_version"]
-    event = db.session.execute(select(AuditEvent).where(AuditEvent.event_type == "client.registered")).scalar_one()
+    [event] = events("client.registered")
     assert event.data["signed_fields"] == client_row.signed_fields
     assert event.data["statement_sha256"] == client_row.statement_digest
     admin = Console(client).create_admin()
@@ -148,7 +154,7 @@ def test_registration_and_audit_say_which_values_are_signed(client, app):
 
 @pytest.mark.parametrize("settings", [{"AUTO_APPROVE": True}, {"AUTO_APPROVE": False}])
 def test_a_replayed_statement_cannot_be_turned_into_an_active_client_with_the_attackers_key(
-        client, app, settings):
+        client, app, settings, new_agent):
     """The attacker holds a copy of the vendor's statement (it ships with the software), not the
     vendor's private key. Registering with the copy gives at most a client pinned to the vendor's
     key; swapping in the attacker's key is refused; no token is ever issued for the attacker's key."""
@@ -163,8 +169,8 @@ def test_a_replayed_statement_cannot_be_turned_into_an_active_client_with_the_at
     assert stored(replayed["client_id"]).jwks == public_jwks(VENDOR_KEY)
     swap = update(client, replayed, jwks=public_jwks(ATTACKER_KEY))
     assert swap.status_code == 400 and swap.get_json()["error"] == "invalid_client_metadata"
-    attacker = test_client_agent(client, Made(replayed["client_id"], None, ATTACKER_KEY, None,
-                                              replayed["registration_access_token"]))
+    attacker = new_agent(Made(replayed["client_id"], None, ATTACKER_KEY, None,
+                              replayed["registration_access_token"]))
     refused = attacker.token()
     assert refused.status_code == 401 and refused.get_json()["error"] == "invalid_client"
     assert stored(replayed["client_id"]).status == "active"
@@ -195,9 +201,9 @@ def test_auto_approval_needs_an_aud_naming_this_server(client, app, settings, cl
 # -- once-only statements --------------------------------------------------------------------
 
 def once_only_publisher():
-    from app.registration import publishers
+    from app.trust import issuers
     key = new_key("pub-once")
-    publishers.add(PUBLISHER, jwks=public_jwks(key), assurance_level=2, require_jti=True, actor="admin:t")
+    issuers.add(issuers.PUBLISHERS, PUBLISHER, jwks=public_jwks(key), assurance_level=2, require_jti=True, actor="admin:t")
     return key
 
 
@@ -214,7 +220,7 @@ def test_a_once_only_statement_is_accepted_once(client, app, settings):
     assert "already used" in body["error_description"]
     other = software_statement(key, aud=app.config["ISSUER"], jti="install-0002")
     assert register(client, other, token_endpoint_auth_method="client_secret_basic")["status"] == "active"
-    assert db.session.scalar(select(db.func.count()).select_from(Client)) == 2
+    assert count(Client) == 2
 
 
 def test_sending_its_own_once_only_statement_again_in_an_update_is_no_replay(client, app):
@@ -235,7 +241,7 @@ def test_a_once_only_publisher_needs_a_usable_jti(client, app, jti):
     statement = software_statement(key, **({} if jti is None else {"jti": jti}))
     response = client.post("/register", json={"software_statement": statement})
     assert response.status_code == 400 and response.get_json()["error"] == "invalid_software_statement"
-    assert db.session.scalar(select(db.func.count()).select_from(Client)) == 0
+    assert count(Client) == 0
 
 
 def test_the_pending_queue_shows_one_statement_presented_twice(client, app, runner):
@@ -267,4 +273,4 @@ def test_eight_concurrent_copies_of_a_once_only_statement_make_one_client(app):
 
     outcomes = at_once(app, attempt)
     assert sorted(outcomes) == ["refused"] * 7 + ["registered"]
-    assert db.session.scalar(select(db.func.count()).select_from(Client)) == 1
+    assert count(Client) == 1

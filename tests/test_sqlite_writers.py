@@ -1,4 +1,4 @@
-"""SQLite's writers take turns (app.sqlite_writers): queued in the process and between processes,
+"""SQLite's writers take turns (app.db.sqlite_writers): queued in the process and between processes,
 and every way a transaction ends gives the turn back."""
 from __future__ import annotations
 
@@ -6,16 +6,16 @@ import fcntl
 import os
 import sqlite3
 import threading
-import time
 
 import pytest
 from flask import current_app
 from sqlalchemy import text
 
-from app import sqlite_writers
+from app.db import sqlite_writers
 from app.extensions import db
 
 from .factories import sqlite_write_lock_is_free
+from .waiting import flock_waiters, until
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
 
@@ -24,11 +24,15 @@ def queue():
     return sqlite_writers.queue_for(db.engine)
 
 
+def lock_file() -> str:
+    return queue().path + ".writer-lock"
+
+
 def turn_is_free() -> bool:
     """Neither a thread of this process nor another process (flock) holds a turn."""
     if queue()._lock.locked():
         return False
-    with open(queue().path + ".writer-lock", "a+b") as other:  # another open file: another process
+    with open(lock_file(), "a+b") as other:  # another open file: another process
         try:
             fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -59,6 +63,26 @@ def in_thread(work) -> tuple[threading.Thread, threading.Event, list]:
 def write_one_row():
     with db.engine.begin() as connection:
         connection.execute(text("UPDATE audit_head SET seq = seq WHERE id = 1"))
+
+
+class WatchedLock:
+    """A queue's thread lock, telling which threads are asking for it."""
+
+    def __init__(self, lock):
+        self._lock, self.asking = lock, set()
+
+    def acquire(self, *args, **kwargs):
+        self.asking.add(threading.get_ident())
+        try:
+            return self._lock.acquire(*args, **kwargs)
+        finally:
+            self.asking.discard(threading.get_ident())
+
+    def release(self):
+        self._lock.release()
+
+    def locked(self):
+        return self._lock.locked()
 
 
 @pytest.mark.parametrize("end", ["commit", "rollback", "invalidation", "pool reset"])
@@ -101,11 +125,12 @@ def test_a_writer_waits_for_another_process_turn_though_sqlite_is_free(app):
     """flock orders the processes: held from another open file, a writer waits for it even with
     SQLite's own write lock free, and goes as soon as it is released."""
     db.session.remove()
-    with open(queue().path + ".writer-lock", "a+b") as other_process:
+    with open(lock_file(), "a+b") as other_process:
         fcntl.flock(other_process, fcntl.LOCK_EX)
         thread, done, errors = in_thread(write_one_row)
         try:
-            assert not done.wait(0.3), "wrote while another process held the turn"
+            until(lambda: done.is_set() or os.getpid() in flock_waiters(lock_file()), "the writer to wait on flock")
+            assert not done.is_set(), "wrote while another process held the turn"
             assert sqlite_write_lock_is_free(db.engine.url.database)  # SQLite's lock was free all along
         finally:
             fcntl.flock(other_process, fcntl.LOCK_UN)
@@ -115,13 +140,17 @@ def test_a_writer_waits_for_another_process_turn_though_sqlite_is_free(app):
     assert turn_is_free()
 
 
-def test_threads_of_one_process_wait_for_the_turn_and_then_go(app):
+def test_threads_of_one_process_wait_for_the_turn_and_then_go(app, monkeypatch):
     db.session.remove()
     holder = db.engine.connect()
     holder.begin()
     holder.execute(text("SELECT 1"))
+    lock = WatchedLock(queue()._lock)
+    monkeypatch.setattr(queue(), "_lock", lock)
+    assert lock.locked()  # the holder's turn
     thread, done, errors = in_thread(write_one_row)
-    assert not done.wait(0.3), "wrote while another thread held the turn"
+    until(lambda: done.is_set() or thread.ident in lock.asking, "the writer to ask for the held turn")
+    assert not done.is_set(), "wrote while another thread held the turn"
     holder.commit()
     holder.close()
     assert done.wait(10)
@@ -163,9 +192,15 @@ def test_a_forked_child_queues_behind_its_parent_with_a_lock_and_file_of_its_own
             code = 0
         finally:
             os._exit(code)
-    time.sleep(0.3)
-    pid, status = os.waitpid(child, os.WNOHANG)
-    assert pid == 0, "the child got a turn while its parent held one, or gave up"
+    exited = []
+
+    def queued_or_exited():
+        if os.waitpid(child, os.WNOHANG)[0]:
+            exited.append(child)
+        return exited or child in flock_waiters(lock_file())
+
+    until(queued_or_exited, "the child to wait on flock for its turn")
+    assert not exited, "the child got a turn while its parent held one, or gave up"
     holder.commit()
     holder.close()
     _, status = os.waitpid(child, 0)

@@ -5,17 +5,15 @@ import contextlib
 import jwt as pyjwt
 import psycopg
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import event, select
 
-from app import clock
 from app.extensions import db
-from app.models import AuditEvent, Client, IssuedToken
+from app.models import Client, IssuedToken
 from app.oauth.server import AUTHENTICATION_FAILED
+from app.support import clock
 
-from .factories import make_client
-from .token_actions import test_client_agent
-
-ISSUER = "http://127.0.0.1:5000"
+from .factories import count, events, make_client
+from .token_actions import ISSUER
 
 
 def verify(client, token, audience="https://api.example.com"):
@@ -28,14 +26,9 @@ def verify(client, token, audience="https://api.example.com"):
                         options={"verify_exp": False})
 
 
-def events(event_type):
-    return list(db.session.execute(select(AuditEvent).where(AuditEvent.event_type == event_type)
-                                   .order_by(AuditEvent.id)).scalars())
-
-
-def test_private_key_jwt_gets_an_rfc9068_token(client):
+def test_private_key_jwt_gets_an_rfc9068_token(client, new_agent):
     made = make_client()
-    response = test_client_agent(client, made).token()
+    response = new_agent(made).token()
     assert response.status_code == 200, response.get_json()
     assert response.headers["Cache-Control"] == "no-store"
     body = response.get_json()
@@ -99,29 +92,29 @@ def test_the_registered_method_only(client):
     assert response.get_json()["error"] == "invalid_client"
 
 
-def test_ttl_is_the_smaller_of_default_and_approval(client):
+def test_ttl_is_the_smaller_of_default_and_approval(new_agent):
     made = make_client(max_token_ttl=120)
-    body = test_client_agent(client, made).token().get_json()
+    body = new_agent(made).token().get_json()
     assert body["expires_in"] == 120
 
 
 @pytest.mark.parametrize("settings", [{"INCLUDE_OWNER_IN_TOKENS": False}])
-def test_owner_left_out_when_configured(client, settings):
-    body = test_client_agent(client, make_client()).token().get_json()
+def test_owner_left_out_when_configured(client, settings, new_agent):
+    body = new_agent().token().get_json()
     assert "owner" not in verify(client, body["access_token"])
 
 
-def test_no_scope_asked_gives_the_approved_scopes_and_audiences(client):
+def test_no_scope_asked_gives_the_approved_scopes_and_audiences(client, new_agent):
     made = make_client(scopes=("read", "list"), audiences=("https://a.example", "https://b.example"))
-    body = test_client_agent(client, made).token().get_json()
+    body = new_agent(made).token().get_json()
     claims = verify(client, body["access_token"], audience="https://a.example")
     assert set(claims["scope"].split()) == {"read", "list"}
     assert sorted(claims["aud"]) == ["https://a.example", "https://b.example"]
 
 
-def test_narrower_scope_and_resource(client):
+def test_narrower_scope_and_resource(client, new_agent):
     made = make_client(scopes=("read", "list"), audiences=("https://a.example", "https://b.example"))
-    body = test_client_agent(client, made).token(scope="list", resource="https://b.example").get_json()
+    body = new_agent(made).token(scope="list", resource="https://b.example").get_json()
     claims = verify(client, body["access_token"], audience="https://b.example")
     assert claims["scope"] == "list" and claims["aud"] == "https://b.example"
 
@@ -135,9 +128,9 @@ def test_narrower_scope_and_resource(client):
     ({"resource": "https://api.example.com#frag"}, "invalid_target"),
     ({"authorization_details": '[{"type": "agent_task"}]'}, "invalid_authorization_details"),
 ])
-def test_outside_the_approval_is_refused(client, params, error):
+def test_outside_the_approval_is_refused(new_agent, params, error):
     made = make_client()
-    response = test_client_agent(client, made).token(**params)
+    response = new_agent(made).token(**params)
     assert response.status_code == 400 and response.get_json()["error"] == error
     assert response.headers["Cache-Control"] == "no-store"
     [refused] = events("token.refused")
@@ -152,9 +145,9 @@ def test_outside_the_approval_is_refused(client, params, error):
     ("denied", "invalid_client", "denied"),
     ("retired", "invalid_client", "retired"),
 ])
-def test_client_status_rules(client, status, error, words):
+def test_client_status_rules(new_agent, status, error, words):
     made = make_client(status=status)
-    response = test_client_agent(client, made).token()
+    response = new_agent(made).token()
     assert response.get_json()["error"] == error and words in response.get_json()["error_description"]
 
 
@@ -166,30 +159,30 @@ def test_unknown_client_is_invalid_client(client):
         "error": "invalid_client", "error_description": AUTHENTICATION_FAILED}
 
 
-def test_expiry_is_enforced_at_request_time(client):
+def test_expiry_is_enforced_at_request_time(client, new_agent):
     made = make_client()
-    agent = test_client_agent(client, made)
+    agent = new_agent(made)
     assert agent.token().status_code == 200
     clock.advance(91 * 24 * 3600)  # past the approval, before any sweep ran
     response = agent.token()
     assert response.get_json()["error"] == "unauthorized_client"
     db.session.expire_all()
     assert db.session.get(Client, made.client_id).status == "expired"
-    assert [e.actor for e in events("client.expired")] == ["system"]
+    assert events("client.expired", only="actor") == ["system"]
 
 
-def test_grant_type_must_be_registered(client):
+def test_grant_type_must_be_registered(new_agent):
     made = make_client()  # registered for client_credentials only
-    response = test_client_agent(client, made).post("/token", {
+    response = new_agent(made).post("/token", {
         "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange", "subject_token": "x",
         "subject_token_type": "urn:ietf:params:oauth:token-type:access_token"})
     assert response.get_json()["error"] == "unauthorized_client"
 
 
 @pytest.mark.parametrize("grant_type", ["password", "authorization_code", "refresh_token", ""])
-def test_unsupported_grant_types(client, grant_type):
+def test_unsupported_grant_types(new_agent, grant_type):
     made = make_client()
-    response = test_client_agent(client, made).post("/token", {"grant_type": grant_type})
+    response = new_agent(made).post("/token", {"grant_type": grant_type})
     assert response.get_json()["error"] == "unsupported_grant_type"
 
 
@@ -238,12 +231,12 @@ def driver_statements(engine):
 
 
 @pytest.mark.parametrize("cached", [False, True])
-def test_hot_path_budget(client, app, cached):
+def test_hot_path_budget(client, app, cached, new_agent):
     """One read of the client with its approval, one write transaction (the assertion's jti,
     the token row, the event: no audit head, which only the sequencer locks), nothing after
     the commit. From the client cache, the read is the write transaction's check of the record."""
     made = make_client()
-    agent = test_client_agent(client, made)
+    agent = new_agent(made)
     agent.token()  # warm the key cache (and the client cache)
     if not cached:
         app.extensions["ostiary.clients"].drop(made.client_id)
@@ -260,10 +253,10 @@ def test_hot_path_budget(client, app, cached):
                      "COMMIT"], statements
 
 
-def test_token_requests_leave_the_console_session_alone(client):
+def test_token_requests_leave_the_console_session_alone(client, new_agent):
     """Nothing on the hot path opens the console's session cookie (no ``Vary: Cookie``)."""
     client.set_cookie("ostiary_console", "not-a-session")
-    response = test_client_agent(client, make_client()).token()
+    response = new_agent().token()
     assert response.status_code == 200
     assert "Cookie" not in response.headers.get("Vary", "") and "Set-Cookie" not in response.headers
 
@@ -278,16 +271,16 @@ def test_an_expired_secret_is_refused(client, settings):
     assert "secret expired" in response.get_json()["error_description"]
 
 
-def test_expired_assertion_rows_are_swept(client, monkeypatch):
+def test_expired_assertion_rows_are_swept(new_agent, monkeypatch):
     from app.models import AssertionJti
     from app.oauth import client_auth
     made = make_client()
-    agent = test_client_agent(client, made)
+    agent = new_agent(made)
     agent.token()
     clock.advance(3600)
     monkeypatch.setattr(client_auth, "PURGE_ONE_IN", 1)
     agent.token()
-    assert db.session.scalar(select(func.count()).select_from(AssertionJti)) == 1
+    assert count(AssertionJti) == 1
 
 
 def test_jtis_are_unique_unguessable_and_in_issuance_order():

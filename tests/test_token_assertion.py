@@ -8,17 +8,14 @@ import pytest
 import responses
 from joserfc import jwt
 from joserfc.jwk import ECKey
-from sqlalchemy import func, select
 
-from app import clock, fetch
 from app.extensions import db
-from app.models import AssertionJti, AuditEvent, IssuedToken
+from app.models import AssertionJti, IssuedToken
 from app.oauth.server import AUTHENTICATION_FAILED
+from app.support import clock, fetch
 
-from .factories import make_client, new_key, public_jwks
-from .token_actions import ASSERTION_TYPE, BOTH_GRANTS, assertion, task, test_client_agent
-
-ISSUER = "http://127.0.0.1:5000"
+from .factories import count, events, make_client, new_key, public_jwks
+from .token_actions import ASSERTION_TYPE, BOTH_GRANTS, ISSUER, assertion, task
 
 
 def post(client, made, signed):
@@ -39,9 +36,7 @@ def refused_for(response, words: str) -> bool:
     generic = {"error": "invalid_client", "error_description": AUTHENTICATION_FAILED}
     if (response.status_code, response.get_json()) != (401, generic):
         return False
-    reason = db.session.scalars(select(AuditEvent.reason).filter_by(event_type="token.refused")
-                                .order_by(AuditEvent.id.desc())).first()
-    return words in reason
+    return words in events("token.refused", only="reason")[-1]
 
 
 @pytest.mark.parametrize("aud", [ISSUER, ISSUER + "/token", [ISSUER]])
@@ -65,7 +60,7 @@ def test_replay_is_refused_and_audited(client):
     assert post(client, made, signed).status_code == 200
     again = post(client, made, signed)
     assert again.get_json()["error"] == "invalid_client" and "already used" in again.get_json()["error_description"]
-    assert db.session.scalar(select(func.count()).select_from(IssuedToken)) == 1
+    assert count(IssuedToken) == 1
 
 
 def test_jti_of_a_refused_request_stays_used(client):
@@ -90,9 +85,9 @@ def replay_refused(response) -> bool:
 
 @pytest.mark.parametrize("path, refusal_event", [("/introspect", "introspection.refused"),
                                                  ("/task/end", "task.end_refused")])
-def test_an_assertion_authenticates_one_request_at_every_endpoint(client, path, refusal_event):
+def test_an_assertion_authenticates_one_request_at_every_endpoint(client, path, refusal_event, new_agent):
     made = make_client(grant_types=BOTH_GRANTS)
-    agent = test_client_agent(client, made)
+    agent = new_agent(made)
     held = agent.token().get_json()["access_token"]
     started = agent.exchange(held, authorization_details=task()).get_json()
     form = {"token": held} if path == "/introspect" else {"task_id": started["task_id"], "outcome": "done"}
@@ -100,19 +95,17 @@ def test_an_assertion_authenticates_one_request_at_every_endpoint(client, path, 
     assert answer_with(client, path, form, signed).status_code == 200
     again = answer_with(client, path, form, signed)
     assert replay_refused(again), again.get_json()
-    refusals = db.session.scalars(select(AuditEvent).filter_by(event_type=refusal_event)).all()
-    assert [(e.client_id, e.data["error"]) for e in refusals] == [(made.client_id, "invalid_client")]
+    assert [(e.client_id, e.data["error"]) for e in events(refusal_event)] == [(made.client_id, "invalid_client")]
 
 
-def test_a_replayed_assertion_revokes_nothing(client):
+def test_a_replayed_assertion_revokes_nothing(client, new_agent):
     made = make_client()
-    agent = test_client_agent(client, made)
+    agent = new_agent(made)
     first, second = (agent.token().get_json()["access_token"] for _ in range(2))
     signed = assertion(made, ISSUER)
     assert answer_with(client, "/revoke", {"token": first}, signed).status_code == 200
     assert replay_refused(answer_with(client, "/revoke", {"token": second}, signed))
-    assert db.session.scalar(select(func.count()).select_from(IssuedToken)
-                             .where(IssuedToken.revoked_at.is_not(None))) == 1
+    assert count(IssuedToken, IssuedToken.revoked_at.is_not(None)) == 1
 
 
 def test_an_assertion_spent_at_the_token_endpoint_is_spent_everywhere(client):
@@ -227,7 +220,7 @@ def test_ec_key_of_another_curve_is_refused(client):
 
 @responses.activate
 def test_keys_from_the_clients_jwks_uri(client, monkeypatch):
-    """jwks_uri is fetched through app.fetch (checked address, pinned, cached); network faked."""
+    """jwks_uri is fetched through app.support.fetch (checked address, pinned, cached); network faked."""
     fetch.clear_cache()
     monkeypatch.setattr(fetch, "_resolve", lambda host, port: ipaddress.ip_address("93.184.216.34"))
     key = new_key("remote-1")

@@ -1,15 +1,23 @@
-"""The bounded parser (app.untrusted_json): depth and size are measured without recursion, so
+"""The bounded parser (app.support.untrusted_json): depth and size are measured without recursion, so
 nothing untrusted can make a parser raise RecursionError; what it refuses, it refuses with an
 UntrustedJSONError whose message may go into an error_description."""
 import base64
 import json
 
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
-from app.untrusted_json import MAX_DEPTH, UntrustedJSONError, check_jwt, depth, loads
+from app.support.untrusted_json import (
+    MAX_DEPTH,
+    UntrustedJSONError,
+    check_jwt,
+    depth,
+    loads,
+)
 
 DEEP = 10_000  # well past the interpreter's recursion limit, within the default size limit
 

@@ -1,10 +1,14 @@
-def test_discovery_documents_carry_the_configured_issuer(app, client):
-    for path in ("/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"):
-        response = client.get(path)
-        assert response.status_code == 200
-        document = response.get_json()
-        assert document["issuer"] == app.config["ISSUER"]
-        assert document["jwks_uri"] == app.config["ISSUER"] + "/jwks.json"
+"""Discovery (RFC 8414), health and the JSON errors of the well-known routes."""
+import pytest
+
+
+@pytest.mark.parametrize("path", ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"])
+def test_discovery_documents_carry_the_configured_issuer(app, client, path):
+    response = client.get(path)
+    assert response.status_code == 200
+    document = response.get_json()
+    assert document["issuer"] == app.config["ISSUER"]
+    assert document["jwks_uri"] == app.config["ISSUER"] + "/jwks.json"
 
 
 def test_health_checks_the_database(client):

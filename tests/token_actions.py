@@ -6,8 +6,10 @@ import secrets
 
 from joserfc import jwt
 
-from app import clock
+from app.settings import DEFAULTS
+from app.support import clock
 
+ISSUER = DEFAULTS["ISSUER"]  # the test apps' issuer: conftest sets none of its own
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token"
 JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
@@ -77,7 +79,9 @@ class Agent:
         return self.post("/task/end", {"task_id": task_id, "outcome": outcome})
 
 
-def test_client_agent(http, made, issuer="http://127.0.0.1:5000") -> Agent:
+def test_client_agent(http, made, issuer: str = ISSUER) -> Agent:
+    """An agent whose requests go through a Flask test client (``conftest.new_agent`` makes one
+    for a test)."""
     def post(path, data, headers):
         return http.post(path, data=data, headers=headers)
     return Agent(made, issuer, post)

@@ -12,7 +12,7 @@ import click
 from flask.cli import with_appcontext
 from joserfc.jwk import KeySet
 
-from . import sequencer, trail
+from app.audit import sequencer, trail
 
 log = logging.getLogger(__name__)
 

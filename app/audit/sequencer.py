@@ -29,13 +29,11 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy import bindparam, insert, select, update
 
-from .. import clock
-from ..extensions import db
-from ..keys import crypto
-from ..keys.store import open_key
-from ..models import AuditCheckpoint, SigningKey
-from ..untrusted_json import check_jwt
-from .trail import EVENT, GENESIS, HASHED, HEAD, HEAD_ID, digest
+from app.audit.trail import EVENT, GENESIS, HASHED, HEAD, HEAD_ID, digest
+from app.extensions import db
+from app.models import AuditCheckpoint
+from app.support import clock
+from app.support.untrusted_json import check_jwt
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +140,7 @@ def read_checkpoint(jws: str, keys: KeySet | None = None) -> dict:
     """The ``seq`` and ``hash`` a checkpoint states, once its signature verifies with ``keys``
     (a JWKS an auditor keeps), or by default with the signing keys that the key-encryption key
     opens: a key row added by someone with the database alone is not one of those."""
-    keys = keys if keys is not None else _issuer_keys()
+    keys = keys if keys is not None else current_app.extensions["ostiary.keys"].opened_keys()
     try:
         check_jwt(jws)
         token = jwt.decode(jws.strip(), keys, algorithms=["ES256", "RS256"])
@@ -157,19 +155,6 @@ def read_checkpoint(jws: str, keys: KeySet | None = None) -> dict:
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1 or not isinstance(hash_, str):
         raise CheckpointError("the checkpoint states no chain size and hash")
     return {"seq": seq, "hash": hash_}
-
-
-def _issuer_keys() -> KeySet:
-    aead = current_app.extensions["ostiary.aead"]
-    keys = []
-    for row in db.session.execute(select(SigningKey)).scalars():
-        try:
-            key = open_key(aead, row)
-        except crypto.WrongKeyEncryptionKey:
-            log.warning("signing key %s does not open with the key-encryption key; not trusted", row.kid)
-            continue
-        keys.append({**key.as_dict(private=False), "kid": row.kid, "alg": row.alg})
-    return KeySet.import_key_set({"keys": keys})
 
 
 # The process whose sequencer thread is running: after a fork, the child starts its own.

@@ -20,9 +20,9 @@ from flask import g, has_app_context, has_request_context, request
 from sqlalchemy import event, func, insert, select
 from sqlalchemy.orm import Session
 
-from .. import clock
-from ..extensions import db
-from ..models import AuditEvent, AuditHead
+from app.extensions import db
+from app.models import AuditEvent, AuditHead
+from app.support import clock
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def _append_recorded(session: Session) -> None:
 def append(connection, events: list[dict]) -> None:
     """INSERT ``events`` (``values()`` dicts, in order) in the connection's transaction: what
     ``record()`` does at its session's commit, for the token requests' group commit
-    (``app.oauth.group_commit``), which writes on a driver connection (``app.dbapi``)."""
+    (``app.oauth.group_commit``), which writes on a driver connection (``app.db.dbapi``)."""
     if events:
         connection.execute(INSERT_EVENT, events)
 

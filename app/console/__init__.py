@@ -1,7 +1,7 @@
 """The admin web console under ``/console``: server-rendered pages, views and forms only.
 
 Every state change goes through the service functions the CLI and HTTP
-endpoints use (``app.registration.lifecycle``, ``app.keys.rotate``, …); the
+endpoints use (``app.registration.lifecycle``, ``app.signing.rotate``, …); the
 views parse a form, call one service with ``actor="admin:<username>"``, and
 render or redirect.
 """
@@ -59,8 +59,8 @@ def init_app(app: Flask) -> None:
         SESSION_COOKIE_SECURE=app.config["ISSUER"].startswith("https://"),
         PERMANENT_SESSION_LIFETIME=timedelta(minutes=app.config["CONSOLE_SESSION_MINUTES"]),
     )
-    from . import auth, auditlog, clients, keys, pending, trust  # noqa: F401 (routes)
-    from .templating import init_templating
+    from app.console import auditlog, auth, clients, keys, pending, trust  # noqa: F401 (routes)
+    from app.console.templating import init_templating
     app.session_interface = ConsoleSessionInterface()
     auth.login_manager.init_app(app)
     # Flask-Login's remember-cookie hook runs after every request of the app and opens the

@@ -7,10 +7,10 @@ from datetime import datetime, time, timedelta, timezone
 
 from flask import Response, render_template, request, stream_with_context, url_for
 
-from ..audit import sequencer, trail
-from . import bp
-from .forms import AuditSearchForm
-from .queries import AUDIT_PAGE, audit_page
+from app.audit import sequencer, trail
+from app.console import bp
+from app.console.forms import AuditSearchForm
+from app.console.queries import AUDIT_PAGE, audit_page
 
 log = logging.getLogger(__name__)
 

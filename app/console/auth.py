@@ -1,17 +1,25 @@
-"""Console sign-in: argon2 passwords (``app.admins``), Flask-Login sessions, audited attempts."""
+"""Console sign-in: argon2 passwords (``app.console.admins``), Flask-Login sessions, audited attempts."""
 from __future__ import annotations
 
 import logging
 import math
 
-from flask import current_app, flash, g, redirect, render_template, request, session, url_for
+from flask import (
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 
-from .. import admins
-from ..extensions import db, limiter
-from ..models import Admin
-from . import bp
-from .forms import LoginForm
+from app.console import admins, bp
+from app.console.forms import LoginForm
+from app.extensions import db, limiter
+from app.models import Admin
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +33,7 @@ bp.after_request(login_manager._update_remember_cookie)  # the console's only (s
 class ConsoleUser(UserMixin):
     def __init__(self, admin: Admin | admins.SignedIn):
         # The id kept in the session names the administrator's session generation too: when
-        # it is raised (logout, password change, disabling; app.admins) the session is refused.
+        # it is raised (logout, password change, disabling; app.console.admins) the session is refused.
         self.id = f"{admin.id}.{admin.session_generation}"
         self.username = admin.username
 
@@ -102,7 +110,7 @@ def login():
 
 @bp.post("/logout")
 def logout():
-    """Log out: ends every console session of this administrator, on every device (app.admins)."""
+    """Log out: ends every console session of this administrator, on every device (app.console.admins)."""
     admins.log_out(current_user.username)
     logout_user()
     _clear_session()

@@ -10,20 +10,26 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from flask import abort, flash, redirect, render_template, request, url_for
 
-from .. import clock
-from ..extensions import db
-from ..models import Client
-from ..models.client import STATUSES
-from ..registration import lifecycle
-from ..registration import scopes as catalogue
-from ..registration.metadata import AUDIENCES, escape_display
-from ..registration.service import related, same_statement
-from . import bp
-from .auth import actor
-from .forms import (ActionForm, ApprovalForm, AssuranceForm, InventoryFilterForm,
-                    OptionalReasonForm, ReasonForm)
-from .queries import FLAGS, inventory as inventory_rows
-from .queries import key_thumbprints, statement_claims, token_usage
+from app.console import bp
+from app.console.auth import actor
+from app.console.forms import (
+    ActionForm,
+    ApprovalForm,
+    AssuranceForm,
+    InventoryFilterForm,
+    OptionalReasonForm,
+    ReasonForm,
+)
+from app.console.queries import FLAGS, key_thumbprints, statement_claims, token_usage
+from app.console.queries import inventory as inventory_rows
+from app.extensions import db
+from app.models import Client
+from app.models.client import STATUSES
+from app.policy import scopes as catalogue
+from app.registration import lifecycle
+from app.registration.metadata import AUDIENCES, escape_display
+from app.registration.service import related, same_statement
+from app.support import clock
 
 log = logging.getLogger(__name__)
 

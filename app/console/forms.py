@@ -2,12 +2,28 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import (BooleanField, DateField, HiddenField, IntegerField, PasswordField, SelectField,
-                     SelectMultipleField, StringField, TextAreaField)
-from wtforms.validators import URL, DataRequired, InputRequired, Length, NumberRange, Optional
+from wtforms import (
+    BooleanField,
+    DateField,
+    HiddenField,
+    IntegerField,
+    PasswordField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.validators import (
+    URL,
+    DataRequired,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+)
 from wtforms.widgets import CheckboxInput, HiddenInput, ListWidget
 
-from ..registration.lifecycle import MAX_TOKEN_TTL_CEILING
+from app.registration.lifecycle import MAX_TOKEN_TTL_CEILING
 
 
 class LoginForm(FlaskForm):
@@ -82,24 +98,40 @@ def _lines(text: str | None) -> list[str]:
     return [line.strip() for line in (text or "").splitlines() if line.strip()]
 
 
-class PublisherForm(FlaskForm):
-    issuer = StringField("Issuer (the statement's iss)", validators=[DataRequired(), Length(max=255)])
+class TrustedIssuerForm(FlaskForm):
+    """What every kind of trusted issuer has (``app.trust.issuers``); a kind's form adds its own
+    fields, named as the service's arguments (``fields()``)."""
+    issuer = StringField("Issuer", validators=[DataRequired(), Length(max=255)])
     jwks_uri = StringField("JWKS URL", validators=[Optional(), URL(require_tld=False)])
     jwks = TextAreaField("Or the JWKS itself (JSON)", validators=[Optional()])
     algorithms = StringField("Algorithms (comma-separated; empty: from the keys)")
+    issuer_label = "Issuer"
+    algorithms_label = "Algorithms (comma-separated; empty: from the keys)"
+    own: tuple[str, ...] = ()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.issuer.label.text = self.issuer_label
+        self.algorithms.label.text = self.algorithms_label
+
+    def fields(self) -> dict:
+        return {name: getattr(self, name).data for name in self.own}
+
+
+class PublisherForm(TrustedIssuerForm):
     assurance_level = SelectField("Assurance level of its statements", coerce=int)
     require_jti = BooleanField("Accept each statement once (statements must carry a jti)")
+    issuer_label = "Issuer (the statement's iss)"
+    own = ("assurance_level", "require_jti")
 
 
-class WorkloadIssuerForm(FlaskForm):
-    issuer = StringField("Issuer (the workload token's iss)",
-                         validators=[DataRequired(), Length(max=255)])
-    jwks_uri = StringField("JWKS URL", validators=[Optional(), URL(require_tld=False)])
-    jwks = TextAreaField("Or the JWKS itself (JSON)", validators=[Optional()])
+class WorkloadIssuerForm(TrustedIssuerForm):
     audience = StringField("Audience the tokens must carry", validators=[DataRequired(), Length(max=255)])
-    algorithms = StringField("Algorithms (comma-separated; empty: ES256, RS256)")
     subject_pattern = StringField("Subject pattern (optional, e.g. spiffe://example.org/*)",
                                   validators=[Optional(), Length(max=255)])
+    issuer_label = "Issuer (the workload token's iss)"
+    algorithms_label = "Algorithms (comma-separated; empty: from the keys, or ES256, RS256 with a JWKS URL)"
+    own = ("audience", "subject_pattern")
 
 
 class AuditSearchForm(FlaskForm):

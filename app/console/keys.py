@@ -1,4 +1,4 @@
-"""Console: the signing keys, and rotating them through ``app.keys.rotate``."""
+"""Console: the signing keys, and rotating them through ``app.signing.rotate``."""
 from __future__ import annotations
 
 import logging
@@ -6,12 +6,12 @@ import logging
 from flask import current_app, flash, redirect, render_template, url_for
 from sqlalchemy import select
 
-from .. import keys as key_service
-from ..extensions import db
-from ..models import SigningKey
-from . import bp
-from .auth import actor
-from .forms import ActionForm
+from app import signing as key_service
+from app.console import bp
+from app.console.auth import actor
+from app.console.forms import ActionForm
+from app.extensions import db
+from app.models import SigningKey
 
 log = logging.getLogger(__name__)
 

@@ -5,12 +5,12 @@ import logging
 
 from flask import flash, redirect, render_template, url_for
 
-from ..extensions import db
-from ..registration import lifecycle
-from . import bp
-from .auth import actor
-from .forms import DenyGroupForm
-from .queries import pending_groups
+from app.console import bp
+from app.console.auth import actor
+from app.console.forms import DenyGroupForm
+from app.console.queries import pending_groups
+from app.extensions import db
+from app.registration import lifecycle
 
 log = logging.getLogger(__name__)
 

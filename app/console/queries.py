@@ -14,10 +14,10 @@ from joserfc.jwk import KeySet
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import selectinload
 
-from .. import clock, untrusted_json
-from ..extensions import db
-from ..models import AuditEvent, Client, IssuedToken
-from ..models.client import ACTIVE, EXPIRED, PENDING, SUSPENDED
+from app.extensions import db
+from app.models import AuditEvent, Client, IssuedToken
+from app.models.client import ACTIVE, EXPIRED, PENDING, SUSPENDED
+from app.support import clock, untrusted_json
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 
 from flask import Flask
 
-from .. import clock
-from ..registration.metadata import escape_display
+from app.registration.metadata import escape_display
+from app.support import clock
 
 
 def when(value: datetime | None) -> str:

@@ -1,56 +1,52 @@
-"""Console: trusted software publishers and workload-identity issuers (list, add, remove).
+"""Console: the trusted issuers, software publishers and workload issuers (list, add, remove).
 
-Adding and removing go through the owners' service functions:
-``app.registration.publishers`` and ``app.oauth.workload``.
+One view per operation for both kinds; adding and removing go through ``app.trust.issuers``.
 """
 from __future__ import annotations
 
 import logging
 
 from flask import abort, flash, redirect, render_template, url_for
-from .. import untrusted_json
-from ..extensions import db
-from ..models import Publisher, WorkloadIssuer
-from ..oauth import workload
-from ..registration import publishers
-from ..registration import scopes as catalogue
-from . import bp
-from .auth import actor
-from .forms import ActionForm, PublisherForm, WorkloadIssuerForm
+
+from app.console import bp
+from app.console.auth import actor
+from app.console.forms import ActionForm, PublisherForm, WorkloadIssuerForm
+from app.extensions import db
+from app.policy import scopes as catalogue
+from app.support import untrusted_json
+from app.trust import issuers
 
 log = logging.getLogger(__name__)
 
-ISSUER_PREFIX = "wi"  # both add forms are on one page; the prefix keeps their field ids apart
+# URL segment -> (kind, its form, the form's field prefix: both add forms are on one page, and
+# the prefix keeps their field ids apart)
+KINDS = {"publishers": (issuers.PUBLISHERS, PublisherForm, ""),
+         "workload-issuers": (issuers.WORKLOAD_ISSUERS, WorkloadIssuerForm, "wi")}
 
 
-def _publisher_form(formdata=None) -> PublisherForm:
-    form = PublisherForm(formdata=formdata) if formdata is not None else PublisherForm()
-    form.assurance_level.choices = [(n, f"{n} — {v.get('name', '')}")
-                                    for n, v in catalogue.current().levels.items()]
+def _form(segment: str):
+    _, form_class, prefix = KINDS[segment]
+    form = form_class(prefix=prefix)
+    if isinstance(form, PublisherForm):
+        form.assurance_level.choices = [(n, f"{n} — {v.get('name', '')}")
+                                        for n, v in catalogue.current().levels.items()]
     return form
 
 
-def _render(publisher_form=None, issuer_form=None, status=200):
-    return render_template("console/trust.html", publishers=publishers.all_publishers(),
-                           issuers=workload.list_issuers(),
-                           publisher_form=publisher_form or _publisher_form(),
-                           issuer_form=issuer_form or WorkloadIssuerForm(prefix=ISSUER_PREFIX),
+def _render(failed: tuple[str, object] | None = None, status=200):
+    forms = {segment: _form(segment) for segment in KINDS}
+    if failed:
+        forms[failed[0]] = failed[1]
+    return render_template("console/trust.html", publishers=issuers.listed(issuers.PUBLISHERS),
+                           issuers=issuers.listed(issuers.WORKLOAD_ISSUERS),
+                           publisher_form=forms["publishers"], issuer_form=forms["workload-issuers"],
                            remove_form=ActionForm()), status
 
 
-def _key_source(form, error) -> tuple[dict | None, str | None]:
-    """The JWK Set pasted as JSON, or the JWKS URL (the services refuse both or neither)."""
-    jwks = None
-    if form.jwks.data and form.jwks.data.strip():
-        try:
-            jwks = untrusted_json.loads(form.jwks.data, what="the JWKS")
-        except untrusted_json.UntrustedJSONError as exc:
-            raise error(str(exc)) from None
-    return jwks, form.jwks_uri.data or None
-
-
-def _algorithms(form) -> list[str] | None:
-    return [a.strip() for a in (form.algorithms.data or "").split(",") if a.strip()] or None
+def _kind(segment: str):
+    if segment not in KINDS:
+        abort(404)
+    return KINDS[segment][0]
 
 
 @bp.get("/trust")
@@ -58,67 +54,41 @@ def trust():
     return _render()
 
 
-@bp.post("/trust/publishers")
-def add_publisher():
-    form = _publisher_form()
+@bp.post("/trust/<segment>")
+def add_trusted(segment: str):
+    kind = _kind(segment)
+    form = _form(segment)
     if not form.validate_on_submit():
-        return _render(publisher_form=form, status=400)
+        return _render((segment, form), status=400)
     try:
-        jwks, jwks_uri = _key_source(form, publishers.PublisherError)
-        publishers.add(form.issuer.data.strip(), jwks=jwks, jwks_uri=jwks_uri,
-                       assurance_level=form.assurance_level.data, algorithms=_algorithms(form),
-                       require_jti=form.require_jti.data, actor=actor())
-    except publishers.PublisherError as exc:
+        jwks = None
+        if form.jwks.data and form.jwks.data.strip():
+            try:
+                jwks = untrusted_json.loads(form.jwks.data, what="the JWKS")
+            except untrusted_json.UntrustedJSONError as exc:
+                raise issuers.TrustError(str(exc)) from None
+        algorithms = [a.strip() for a in (form.algorithms.data or "").split(",") if a.strip()]
+        row = issuers.add(kind, form.issuer.data, jwks=jwks, jwks_uri=form.jwks_uri.data or None,
+                          algorithms=algorithms or None, actor=actor(), **form.fields())
+    except issuers.TrustError as exc:
         db.session.rollback()
         form.form_errors.append(str(exc))
-        return _render(publisher_form=form, status=400)
-    flash(f"Added the publisher {form.issuer.data.strip()}.")
+        return _render((segment, form), status=400)
+    flash(f"Added the {kind.label} {row.issuer}.")
     return redirect(url_for("console.trust"), 303)
 
 
-@bp.post("/trust/publishers/<int:publisher_id>/remove")
-def remove_publisher(publisher_id: int):
-    publisher = db.session.get(Publisher, publisher_id)
-    if publisher is None:
-        abort(404, description="There is no such publisher (removed already?).")
-    if ActionForm().validate_on_submit():
-        try:
-            publishers.remove(publisher.issuer, actor=actor())
-            flash(f"Removed the publisher {publisher.issuer}.")
-        except publishers.PublisherError as exc:
-            db.session.rollback()
-            flash(f"Nothing was changed: {exc}")
-    return redirect(url_for("console.trust"), 303)
-
-
-@bp.post("/trust/workload-issuers")
-def add_workload_issuer():
-    form = WorkloadIssuerForm(prefix=ISSUER_PREFIX)
-    if not form.validate_on_submit():
-        return _render(issuer_form=form, status=400)
-    try:
-        jwks, jwks_uri = _key_source(form, workload.WorkloadIssuerError)
-        workload.add_issuer(issuer=form.issuer.data.strip(), audience=form.audience.data.strip(),
-                            jwks=jwks, jwks_uri=jwks_uri, algorithms=_algorithms(form),
-                            subject_pattern=form.subject_pattern.data or None, actor=actor())
-    except workload.WorkloadIssuerError as exc:
-        db.session.rollback()
-        form.form_errors.append(str(exc))
-        return _render(issuer_form=form, status=400)
-    flash(f"Added the workload issuer {form.issuer.data.strip()}.")
-    return redirect(url_for("console.trust"), 303)
-
-
-@bp.post("/trust/workload-issuers/<int:issuer_id>/remove")
-def remove_workload_issuer(issuer_id: int):
-    row = db.session.get(WorkloadIssuer, issuer_id)
+@bp.post("/trust/<segment>/<int:row_id>/remove")
+def remove_trusted(segment: str, row_id: int):
+    kind = _kind(segment)
+    row = db.session.get(kind.model, row_id)
     if row is None:
-        abort(404, description="There is no such workload issuer (removed already?).")
+        abort(404, description=f"There is no such {kind.label} (removed already?).")
     if ActionForm().validate_on_submit():
         try:
-            workload.remove_issuer(row.issuer, actor=actor())
-            flash(f"Removed the workload issuer {row.issuer}.")
-        except workload.WorkloadIssuerError as exc:
+            issuers.remove(kind, row.issuer, actor=actor())
+            flash(f"Removed the {kind.label} {row.issuer}.")
+        except issuers.TrustError as exc:
             db.session.rollback()
             flash(f"Nothing was changed: {exc}")
     return redirect(url_for("console.trust"), 303)

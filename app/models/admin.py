@@ -2,8 +2,8 @@
 from sqlalchemy import Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
-from .types import UTCDateTime
+from app.extensions import db
+from app.models.types import UTCDateTime
 
 
 class Admin(db.Model):

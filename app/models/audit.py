@@ -9,8 +9,8 @@ from datetime import datetime
 from sqlalchemy import JSON, BigInteger, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
-from .types import UTCDateTime
+from app.extensions import db
+from app.models.types import UTCDateTime
 
 BIG_ID = BigInteger().with_variant(Integer, "sqlite")  # on SQLite an INTEGER PRIMARY KEY is the rowid
 

@@ -2,8 +2,8 @@
 from sqlalchemy import JSON, ForeignKey, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from ..extensions import db
-from .types import UTCDateTime
+from app.extensions import db
+from app.models.types import UTCDateTime
 
 PENDING, ACTIVE, DENIED, SUSPENDED, EXPIRED, RETIRED = (
     "pending", "active", "denied", "suspended", "expired", "retired")
@@ -75,3 +75,14 @@ class Approval(db.Model):
     proofed_by: Mapped[str] = mapped_column(String(255))
     approved_by: Mapped[str] = mapped_column(String(255))  # "admin:alice" or "policy:auto-approve"
     approved_at = mapped_column(UTCDateTime, nullable=False)
+
+
+class InitialAccessToken(db.Model):
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    max_uses: Mapped[int] = mapped_column(Integer)
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+    expires_at = mapped_column(UTCDateTime, nullable=False)
+    created_at = mapped_column(UTCDateTime, nullable=False)
+    created_by: Mapped[str] = mapped_column(String(255))
+    note: Mapped[str | None] = mapped_column(Text)

@@ -2,8 +2,8 @@
 from sqlalchemy import JSON, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
-from .types import UTCDateTime
+from app.extensions import db
+from app.models.types import UTCDateTime
 
 NEXT, ACTIVE, RETIRING, RETIRED = "next", "active", "retiring", "retired"
 PUBLISHED = (NEXT, ACTIVE, RETIRING)

@@ -2,8 +2,8 @@
 from sqlalchemy import JSON, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
-from .types import UTCDateTime
+from app.extensions import db
+from app.models.types import UTCDateTime
 
 
 def _not_null_index(name: str, column: str) -> Index:

@@ -7,17 +7,19 @@ from flask import Flask
 def init_app(app: Flask) -> None:
     """Build the authorization server for ``app`` and mount its routes. An intent policy file
     that does not load (or whose examples fail) stops start-up with one line."""
-    from .. import StartupError
-    from ..policy import PolicyError, load
-    from .client_auth import AUTH_METHOD, PrivateKeyJWT
-    from .clients import ClientCache
-    from .front import mount
-    from .grants import ClientCredentialsGrant, TokenExchangeGrant
-    from .introspection import IntrospectionEndpoint
-    from .group_commit import GroupCommit
-    from .revocation import RevocationEndpoint
-    from .server import OstiaryAuthorizationServer
-    from .task_end import TaskEndEndpoint
+    from app.oauth.client_auth import PrivateKeyJWT
+    from app.oauth.clients import ClientCache
+    from app.oauth.front import mount
+    from app.oauth.grants import ClientCredentialsGrant, TokenExchangeGrant
+    from app.oauth.group_commit import GroupCommit
+    from app.oauth.introspection import IntrospectionEndpoint
+    from app.oauth.metadata import bp as discovery
+    from app.oauth.revocation import RevocationEndpoint
+    from app.oauth.server import OstiaryAuthorizationServer
+    from app.oauth.task_end import TaskEndEndpoint
+    from app.policy import PolicyError, load
+    from app.settings import StartupError
+    from app.support.protocol import PRIVATE_KEY_JWT
 
     try:
         load(app.config["POLICY_FILE"] or None)
@@ -25,7 +27,7 @@ def init_app(app: Flask) -> None:
         raise StartupError(f"intent policy: {exc}") from None
 
     server = OstiaryAuthorizationServer()
-    server.register_client_auth_method(AUTH_METHOD, PrivateKeyJWT())
+    server.register_client_auth_method(PRIVATE_KEY_JWT, PrivateKeyJWT())
     server.register_grant(ClientCredentialsGrant)
     server.register_grant(TokenExchangeGrant)
     for endpoint in (IntrospectionEndpoint, RevocationEndpoint, TaskEndEndpoint):
@@ -33,4 +35,5 @@ def init_app(app: Flask) -> None:
     app.extensions["ostiary.oauth"] = server
     app.extensions["ostiary.group_commit"] = GroupCommit(app)
     app.extensions["ostiary.clients"] = ClientCache()
+    app.register_blueprint(discovery)
     mount(app)

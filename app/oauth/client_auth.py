@@ -5,7 +5,7 @@ Authlib's ``JWTBearerClientAssertion`` does the parsing; Ostiary tightens it:
 - ``aud`` must be this issuer's identifier (draft-ietf-oauth-rfc7523bis, against audience
   injection) or, for compatibility, the token endpoint URL, and nothing else;
 - the assertion lives at most ``ASSERTION_MAX_LIFETIME`` seconds (``exp`` - ``iat``, or
-  ``exp`` - now without ``iat``), timed by ``app.clock``;
+  ``exp`` - now without ``iat``), timed by ``app.support.clock``;
 - ``jti`` is required and single use, at every endpoint: it is INSERTed into
   ``assertion_jti`` in the same transaction as the request's token or its refusal, or, at
   the other endpoints, before the request acts (``app.oauth.server``), so the primary key
@@ -22,7 +22,6 @@ from datetime import datetime, timezone
 
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
-from authlib.oauth2.rfc7523.client import ASSERTION_TYPE
 from flask import current_app
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -30,16 +29,15 @@ from joserfc.jwk import KeySet
 from sqlalchemy import bindparam, delete
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .. import clock
-from ..models import AssertionJti
-from ..registration.keys import ASYMMETRIC_ALGS
-from ..untrusted_json import UntrustedJSONError, check_jwt
-from .jwks import registered_keys
+from app.models import AssertionJti
+from app.support import clock, jwt_claims
+from app.support.echo import safe_echo
+from app.support.protocol import JWT_BEARER_ASSERTION, PRIVATE_KEY_JWT
+from app.support.untrusted_json import UntrustedJSONError, check_jwt
+from app.trust.keysets import ASYMMETRIC_ALGS, registered_keys
 
 log = logging.getLogger(__name__)
 
-AUTH_METHOD = "private_key_jwt"
-LEEWAY = 30  # clock skew allowed on exp/nbf/iat, seconds
 PURGE_ONE_IN = 256
 REPLAYED = "the client assertion was already used (jti replay)"
 # An InvalidClientError with this attribute set was raised once the client's credential had
@@ -51,17 +49,14 @@ _spend_statements: dict = {}
 
 
 class PrivateKeyJWT(JWTBearerClientAssertion):
-    CLIENT_AUTH_METHOD = AUTH_METHOD
-
-    def __init__(self):
-        super().__init__(leeway=LEEWAY)  # jti: spend_jtis(), not Authlib's validate_jti
+    CLIENT_AUTH_METHOD = PRIVATE_KEY_JWT
 
     def __call__(self, query_client, request):
         """Authlib's flow, keeping the verified claims: the ``jti`` is spent later, in the
         transaction that writes the token or the refusal (``request.assertion_jti``)."""
         form = request.form
         assertion = form.get("client_assertion")
-        if form.get("client_assertion_type") != ASSERTION_TYPE or not assertion:
+        if form.get("client_assertion_type") != JWT_BEARER_ASSERTION or not assertion:
             return None
         _, unverified = self.extract_assertion(assertion)
         client_id = unverified.get("sub")
@@ -75,12 +70,12 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         claims = self.process_assertion_claims(assertion, self.resolve_client_public_key(client))
         request.assertion_jti = {
             "client_id": claims["sub"], "jti": claims["jti"],
-            "expires_at": datetime.fromtimestamp(claims["exp"] + self.leeway, tz=timezone.utc)}
+            "expires_at": datetime.fromtimestamp(claims["exp"] + jwt_claims.LEEWAY, tz=timezone.utc)}
         return self.authenticate_client(client)
 
     def extract_assertion(self, assertion: str):
         """Authlib's, once the JSON is known to be bounded: Authlib reads the claims before any
-        signature is checked, with a parser that recurses (``app.untrusted_json``)."""
+        signature is checked, with a parser that recurses (``app.support.untrusted_json``)."""
         try:
             check_jwt(assertion, what="the client assertion")
         except UntrustedJSONError as exc:
@@ -104,7 +99,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
             token = jwt.decode(assertion, resolve_key.pick, algorithms=ASYMMETRIC_ALGS)
         except JoseError as exc:
             log.debug("client assertion refused: %r", exc)
-            raise InvalidClientError(description=f"the client assertion is invalid: {_clean(exc)}") from None
+            raise InvalidClientError(description=f"the client assertion is invalid: {_reason(exc)}") from None
         try:
             self.verify_claims(token.claims)
         except InvalidClientError as exc:
@@ -115,15 +110,12 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         return token.claims
 
     def verify_claims(self, claims):
-        registry = jwt.JWTClaimsRegistry(
-            now=lambda: int(clock.timestamp()), leeway=self.leeway,
-            iss={"essential": True}, sub={"essential": True}, exp={"essential": True},
-            jti={"essential": True}, aud={"essential": True, "values": self.get_audiences()})
         try:
-            registry.validate(claims)
+            jwt_claims.check(claims, iss={"essential": True}, sub={"essential": True}, exp={"essential": True},
+                             jti={"essential": True}, aud={"essential": True, "values": self.get_audiences()})
         except JoseError as exc:
             raise InvalidClientError(
-                description=f"the client assertion is invalid: {_clean(exc)}") from None
+                description=f"the client assertion is invalid: {_reason(exc)}") from None
         if claims["sub"] != claims["iss"]:
             raise InvalidClientError(description="the client assertion's iss and sub must both be the client_id")
         aud = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
@@ -186,6 +178,5 @@ class RegisteredKeys:
         return candidates[0]
 
 
-def _clean(exc: JoseError) -> str:
-    """An error_description may not carry double quotes or backslashes (RFC 6749 §5.2)."""
-    return (exc.description or exc.error or "unreadable").replace('"', "'").replace("\\", "/")
+def _reason(exc: JoseError) -> str:
+    return safe_echo(exc.description or exc.error or "unreadable", 200)

@@ -22,14 +22,13 @@ from authlib.oauth2.rfc6749.errors import InvalidClientError
 from flask import current_app
 from sqlalchemy import bindparam, or_, select
 
-from .. import clock, dbapi, hashing
-from ..models import Approval, Client
-from .status import may_get_tokens
+from app.db import dbapi
+from app.models import Approval, Client
+from app.oauth.status import may_get_tokens
+from app.support import clock, hashing
+from app.support.protocol import DEFAULT_GRANT_TYPES
 
 log = logging.getLogger(__name__)
-
-TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
-DEFAULT_GRANT_TYPES = ("client_credentials",)
 
 
 class ApprovalRecord(NamedTuple):
@@ -113,7 +112,7 @@ class ClientCache:
 
     def put(self, record: ClientRecord) -> None:
         """Cache ``record``; an equal one cached already stays, the same object (its key set
-        is imported once, ``app.oauth.jwks``)."""
+        is imported once, ``app.trust.keysets``)."""
         if self._records.get(record.client_id) == record:
             return
         if len(self._records) >= CACHE_SIZE:
@@ -135,7 +134,7 @@ def load_client(client_id: str) -> OAuthClient | None:
     """The client and its current approval: one indexed read (the token endpoint's budget), or
     inside ``cached_reads()`` the cached record, if it would get a token.
 
-    The read is one statement in autocommit (``app.dbapi``), outside the request's session:
+    The read is one statement in autocommit (``app.db.dbapi``), outside the request's session:
     on PostgreSQL one round trip, not three (BEGIN, SELECT, ROLLBACK). No lock is held: on
     SQLite, where every other transaction is ``BEGIN IMMEDIATE``, a read takes no write lock
     (WAL readers never block the writer); on PostgreSQL the row is not locked either. A
@@ -189,7 +188,7 @@ def record_of(row) -> ClientRecord | None:
 
 
 def _load_many_statement(count: int):
-    """LOAD for ``count`` client ids (built once per count: ``app.dbapi`` has no expanding IN)."""
+    """LOAD for ``count`` client ids (built once per count: ``app.db.dbapi`` has no expanding IN)."""
     if count not in _load_many:
         _load_many[count] = select(*_COLUMNS).select_from(_FROM).where(
             or_(*(_CLIENT.c.client_id == bindparam(f"c{n}") for n in range(count))))
@@ -240,9 +239,6 @@ class OAuthClient(ClientMixin):
         """RFC 7591 §2 ``grant_types``: only what the client registered for."""
         registered = (self.row.client_metadata or {}).get("grant_types") or DEFAULT_GRANT_TYPES
         return grant_type in registered
-
-    def registered_jwks(self) -> dict | None:
-        return self.row.jwks
 
     def __repr__(self):
         return f"<OAuthClient {self.client_id} {self.row.status}>"

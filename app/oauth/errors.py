@@ -1,6 +1,10 @@
 """OAuth error codes that Authlib does not ship, in Authlib's shape (one class per code)."""
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 
+# Named in the descriptions of refusals for a missing parameter: a JSON body or the query
+# string, which carry no parameters here, is the usual cause.
+FORM_BODY = "parameters go in an application/x-www-form-urlencoded body (RFC 6749 section 3.2)"
+
 
 class InvalidTargetError(OAuth2Error):
     """The requested resource or audience is invalid, unknown, or outside what the client may

@@ -2,14 +2,14 @@
 task-end endpoints go from WSGI straight into Authlib's server, inside an app context.
 
 These endpoints take no cookies, no CSRF token and no rate limit (clients authenticate every
-request), so Flask's request dispatch and its extensions' hooks were pure cost on the
-busiest route: at the token endpoint they took more CPU than the protocol work. Every
-other request, including any other method on these paths, goes to Flask.
+request), so Flask's request dispatch and its extensions' hooks are pure cost on the
+busiest route, where per-request machinery already outweighs the protocol work
+(docs/performance.md, "Where the time goes"). Every other request, including any other
+method on these paths, goes to Flask.
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections import defaultdict
 from functools import partial
@@ -20,9 +20,9 @@ from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request
 from flask import Flask, current_app, g, has_app_context
 from werkzeug.datastructures import EnvironHeaders
 
-from ..errors import INTERNAL, too_large
-from ..extensions import db
-from .clients import StaleClient, cached_reads
+from app.extensions import db
+from app.http.errors import INTERNAL, error_answer, too_large
+from app.oauth.clients import StaleClient, cached_reads
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +30,6 @@ log = logging.getLogger(__name__)
 ROUTES = {"/token": (None, "oauth.token"), "/introspect": ("introspection", "oauth.introspect"),
           "/revoke": ("revocation", "oauth.revoke"), "/task/end": ("task_end", "oauth.end_task")}
 FORM = "application/x-www-form-urlencoded"
-JSON_HEADERS = [("Content-Type", "application/json"), ("Cache-Control", "no-store"),
-                ("Pragma", "no-cache")]
 
 
 class FormPayload(OAuth2Payload):
@@ -123,7 +121,7 @@ class MachineFront:
     def _respond(self, environ, name, endpoint):
         pairs = self._form(environ)
         if pairs is None:
-            return _error(413, "invalid_request", too_large(self.max_body))
+            return error_answer(413, "invalid_request", too_large(self.max_body))
         server = self.app.extensions["ostiary.oauth"]
         try:
             if name is None:
@@ -136,7 +134,7 @@ class MachineFront:
         except Exception:
             log.exception("unhandled error on POST %s", environ.get("PATH_INFO"))
             db.session.rollback()
-            return _error(500, "server_error", INTERNAL)
+            return error_answer(500, "server_error", INTERNAL)
 
     @staticmethod
     def _cached_first(respond, environ, pairs, endpoint):
@@ -164,8 +162,3 @@ class MachineFront:
         if environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower() != FORM:
             return []
         return parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
-
-
-def _error(status: int, error: str, description: str):
-    return status, json.dumps({"error": error, "error_description": description}).encode(), list(JSON_HEADERS)
-

@@ -13,8 +13,8 @@ still commit with its events or not at all, and no answer leaves before its comm
 
 Groups form in one of two ways, by how the request is served. Under a threaded WSGI server
 (the development server, the test client) the first thread to arrive leads the group and
-the others block until it has committed. Under the ASGI front (``app.serving``) requests
-run inline on the event loop: each waits (``app.inline.wait_for``) while one writer thread
+the others block until it has committed. Under the ASGI front (``app.http.serving``) requests
+run inline on the event loop: each waits (``app.support.inline.wait_for``) while one writer thread
 commits the group, and the loop goes on serving the requests that will form the next one.
 No inline request waits for a write lock on the loop's own thread.
 """
@@ -29,20 +29,21 @@ from dataclasses import dataclass
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 from sqlalchemy import insert
 
-from .. import audit, dbapi, inline
-from ..extensions import db
-from ..models import IssuedToken, Task
-from .client_auth import REPLAYED, spend_jtis
-from .clients import ClientRecord, StaleClient, changed_clients
+from app import audit
+from app.db import dbapi
+from app.extensions import db
+from app.models import IssuedToken, Task
+from app.oauth.client_auth import REPLAYED, spend_jtis
+from app.oauth.clients import ClientRecord, StaleClient, changed_clients
+from app.support import inline
 
 log = logging.getLogger(__name__)
 
 INSERT_TOKEN = insert(IssuedToken.__table__)
 INSERT_TASK = insert(Task.__table__)
 # A request read from its socket reaches its write about three turns of the loop later (its
-# read, its ASGI task's start, its code up to the write): groups of 4 at 16 connections with
-# no turns, 5.5 with two, 6-8 with three, no more with five or eight (the README's benchmark
-# diary, step 18).
+# read, its ASGI task's start, its code up to the write): a group waits that long, so that the
+# requests already read join it; waiting longer only adds latency (docs/performance.md).
 TURNS_BEFORE_A_GROUP = 3
 
 

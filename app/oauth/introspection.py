@@ -12,42 +12,47 @@ from __future__ import annotations
 
 import logging
 
+from authlib.oauth2.rfc6749.errors import InvalidRequestError, UnsupportedTokenTypeError
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _IntrospectionEndpoint
 
-from . import rfc9068, tokens
-from .clients import confirm, served_cached
-from .grants.base import AUTH_METHODS
+from app.oauth import rfc9068, tokens
+from app.oauth.clients import confirm, served_cached
+from app.oauth.errors import FORM_BODY
+from app.support.protocol import AUTH_METHODS, BEARER
 
 log = logging.getLogger(__name__)
 
-
-class PresentedToken:
-    """A verified JWT with its ``tokens.TokenRecord``, in the shape Authlib's endpoints expect."""
-
-    def __init__(self, claims: dict, row: tokens.TokenRecord):
-        self.claims, self.row = claims, row
-
-    def is_expired(self):
-        return tokens.inactive_reason(self.row) == "expired"
-
-    def is_revoked(self):
-        return tokens.inactive_reason(self.row) is not None
-
-    def check_client(self, client):
-        return self.row.client_id == client.client_id
+NO_TOKEN = f"the token parameter is required; {FORM_BODY}"
+UNSUPPORTED_HINT = "token_type_hint is not a token type this server issues (access_token)"
 
 
-def find_token(token_string: str) -> PresentedToken | None:
+def find_token(token_string: str) -> tokens.PresentedToken | None:
     claims = rfc9068.verify(token_string)
     if claims is None:
         return None
     row = tokens.lookup(claims["jti"])
-    return PresentedToken(claims, row) if row is not None else None
+    return tokens.PresentedToken(claims, row) if row is not None else None
 
 
-class IntrospectionEndpoint(_IntrospectionEndpoint):
+class TokenParameters:
+    """What introspection and revocation share: their client authentication methods, and the
+    parameters they both take (RFC 7662 §2.1, RFC 7009 §2.1), whose refusals Authlib's
+    ``check_params`` raises bare."""
+
     CLIENT_AUTH_METHODS = AUTH_METHODS
 
+    def check_params(self, request, client):
+        try:
+            super().check_params(request, client)
+        except UnsupportedTokenTypeError as error:
+            error.description = UNSUPPORTED_HINT
+            raise
+        except InvalidRequestError as error:
+            error.description = NO_TOKEN
+            raise
+
+
+class IntrospectionEndpoint(TokenParameters, _IntrospectionEndpoint):
     def query_token(self, token_string, token_type_hint):
         """The token; a caller authenticated from the client cache (``app.oauth.clients``) is
         read again in the same statement, and if it changed the request is answered again
@@ -58,11 +63,11 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):
         claims = rfc9068.verify(token_string)
         row, current = tokens.lookup_with_caller(claims and claims["jti"], caller.client_id)
         confirm(caller, current)
-        return PresentedToken(claims, row) if row is not None else None
+        return tokens.PresentedToken(claims, row) if row is not None else None
 
     def check_permission(self, token, client, request):
         return token.check_client(client) or bool(set(token.row.audience) & set(client.approval.serves or ()))
 
     def introspect_token(self, token):
         """§2.2: the token's own claims, which are what a relying service would read offline."""
-        return {"active": True, "token_type": "Bearer", **token.claims}
+        return {"active": True, "token_type": BEARER, **token.claims}

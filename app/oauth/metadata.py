@@ -1,9 +1,33 @@
-"""RFC 8414 authorization server metadata: only what Ostiary really supports."""
+"""Discovery: RFC 8414 authorization server metadata (only what Ostiary really supports) and
+the JWKS its tokens verify with."""
 from __future__ import annotations
 
-from flask import current_app
+from flask import Blueprint, current_app, jsonify
 
-from ..registration.keys import ASYMMETRIC_ALGS
+from app.extensions import limiter
+from app.support.protocol import GRANT_TYPES
+from app.trust.keysets import ASYMMETRIC_ALGS
+
+bp = Blueprint("discovery", __name__)
+
+JWKS_MAX_AGE = 300  # shorter than the time a `next` key is published before it signs
+
+
+@bp.get("/.well-known/oauth-authorization-server")
+@bp.get("/.well-known/openid-configuration")
+@limiter.exempt
+def metadata():
+    response = jsonify(server_metadata())
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@bp.get("/jwks.json")
+@limiter.exempt
+def jwks():
+    response = jsonify(current_app.extensions["ostiary.keys"].jwks())
+    response.headers["Cache-Control"] = f"public, max-age={JWKS_MAX_AGE}"
+    return response
 
 
 def server_metadata() -> dict:
@@ -15,9 +39,8 @@ def server_metadata() -> dict:
         "registration_endpoint": f"{issuer}/register",  # RFC 7591 §3
         "response_types_supported": [],  # no authorization endpoint: machine grants only
         "subject_types_supported": ["public"],
-        # issue 5: the token endpoint and what it accepts
         "token_endpoint": f"{issuer}/token",
-        "grant_types_supported": ["client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange"],
+        "grant_types_supported": list(GRANT_TYPES),
         "token_endpoint_auth_methods_supported": list(config["ALLOWED_AUTH_METHODS"]),
         "token_endpoint_auth_signing_alg_values_supported": list(ASYMMETRIC_ALGS),
         "introspection_endpoint": f"{issuer}/introspect",

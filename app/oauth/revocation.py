@@ -7,27 +7,26 @@ import logging
 from authlib.oauth2.rfc6749.errors import InvalidGrantError
 from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
 
-from . import tokens
-from .grants.base import AUTH_METHODS
-from .introspection import find_token
+from app.oauth import tokens
+from app.oauth.introspection import TokenParameters, find_token
 
 log = logging.getLogger(__name__)
 
+ANOTHER_CLIENT = "the token was issued to another client; only that client may revoke it"
 
-class RevocationEndpoint(_RevocationEndpoint):
-    CLIENT_AUTH_METHODS = AUTH_METHODS
 
+class RevocationEndpoint(TokenParameters, _RevocationEndpoint):
     def query_token(self, token_string, token_type_hint):
         return find_token(token_string)
 
     def authenticate_token(self, request, client):
-        """§2.1: the token must have been issued to the caller; otherwise refused, and it stays
-        active."""
-        self.check_params(request, client)
-        token = self.query_token(request.form["token"], request.form.get("token_type_hint"))
-        if token and not token.check_client(client):
-            raise InvalidGrantError("the token was issued to another client; only that client may revoke it")
-        return token
+        """Authlib's §2.1 check: the token must have been issued to the caller; otherwise the
+        request is refused, and the token stays active. Authlib raises the refusal bare."""
+        try:
+            return super().authenticate_token(request, client)
+        except InvalidGrantError as error:
+            error.description = ANOTHER_CLIENT
+            raise
 
     def revoke_token(self, token, request):
         tokens.revoke(token.row.jti, actor=f"client:{request.client.client_id}",

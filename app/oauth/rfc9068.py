@@ -14,8 +14,9 @@ from flask import current_app
 from joserfc import jwt
 from joserfc.errors import JoseError
 
-from .. import clock
-from ..untrusted_json import check_jwt
+from app.support import clock, jwt_claims
+from app.support.protocol import BEARER
+from app.support.untrusted_json import check_jwt
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class Minted:
 
     def response(self) -> dict:
         """RFC 6749 §5.1 (and RFC 8693 §2.2.1 via ``extra``); never a refresh token."""
-        return {"access_token": self.access_token, "token_type": "Bearer",
+        return {"access_token": self.access_token, "token_type": BEARER,
                 "expires_in": self.claims["exp"] - self.claims["iat"],
                 "scope": self.claims["scope"], **self.extra}
 
@@ -65,9 +66,9 @@ def mint(*, client_id: str, subject: str, scopes: list[str], audience: list[str]
 def new_jti() -> str:
     """Unique and unguessable (128 random bits), and in issuance order, as a UUIDv7 is: the
     indexes on ``jti`` (``issued_token``, ``audit_event``) grow at their end instead of each
-    token dirtying a random page of each, which on SQLite cost about a tenth of the token
-    endpoint's throughput and a third of its WAL bytes. The prefix (microseconds since the
-    epoch, hex) says no more than the token's own ``iat``."""
+    token dirtying a random page of each, on the token endpoint's write path
+    (docs/performance.md). The prefix (microseconds since the epoch, hex) says no more than
+    the token's own ``iat``."""
     return f"{int(clock.timestamp() * 1_000_000):014x}{secrets.token_urlsafe(16)}"
 
 
@@ -78,22 +79,21 @@ def _at(timestamp: float) -> datetime:
 def verify(token: str) -> dict | None:
     """The claims of a token this server signed and that has not expired, or None.
 
-    Signature, ``typ``, ``iss`` and ``exp`` only: whether it is still *active* (revoked,
-    task ended, client suspended) is the row's business (``app.oauth.tokens``).
+    Signature, ``typ``, ``iss`` and ``exp`` only (``exp`` with the leeway of every JWT, for
+    a token another instance signed): whether it is still *active* (expired by the row's
+    exact time, revoked, task ended, client suspended) is the row's business
+    (``app.oauth.tokens``).
     """
     if not isinstance(token, str) or token.count(".") != 2 or len(token) > 8192:
         return None
     try:
-        check_jwt(token)  # before joserfc, whose JSON parser recurses (app.untrusted_json)
+        check_jwt(token)  # before joserfc, whose JSON parser recurses (app.support.untrusted_json)
         decoded = jwt.decode(token, current_app.extensions["ostiary.keys"].verification_keys(),
                              algorithms=VERIFY_ALGORITHMS)
         if decoded.header.get("typ") != TOKEN_TYPE:
             return None
-        jwt.JWTClaimsRegistry(
-            now=lambda: int(clock.timestamp()), iss={"essential": True,
-                                                    "value": current_app.config["ISSUER"]},
-            exp={"essential": True}, jti={"essential": True},
-        ).validate(decoded.claims)
+        jwt_claims.check(decoded.claims, iss={"essential": True, "value": current_app.config["ISSUER"]},
+                         exp={"essential": True}, jti={"essential": True})
     except (JoseError, ValueError):  # UntrustedJSONError is a ValueError
         return None
     return decoded.claims

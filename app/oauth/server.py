@@ -11,38 +11,37 @@ client_ids are registered. The audit trail keeps the reason.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 
 from authlib.oauth2 import AuthorizationServer
-from authlib.oauth2.rfc6749.errors import InvalidClientError
+from authlib.oauth2.rfc6749.errors import InvalidClientError, UnsupportedGrantTypeError
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from flask import current_app
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
-from .. import audit, hashing
-from ..extensions import db
-from ..registration.keys import ASYMMETRIC_ALGS
-from .client_auth import AFTER_PROOF, REPLAYED
-from .client_auth import AUTH_METHOD as ASSERTION_METHOD
-from .clients import StaleClient, load_client, served_cached
-from .group_commit import Write
-from .status import require_active
+from app import audit
+from app.extensions import db
+from app.http.errors import json_answer
+from app.oauth.client_auth import AFTER_PROOF, REPLAYED
+from app.oauth.clients import StaleClient, load_client, served_cached
+from app.oauth.errors import FORM_BODY
+from app.oauth.group_commit import Write
+from app.oauth.status import require_active
+from app.support import hashing
+from app.support.protocol import (
+    CLIENT_SECRET_BASIC,
+    CLIENT_SECRET_POST,
+    PRIVATE_KEY_JWT,
+)
+from app.trust.keysets import ASYMMETRIC_ALGS
 
 log = logging.getLogger(__name__)
 
 REFUSAL_EVENTS = {"oauth.token": "token.refused", "oauth.introspect": "introspection.refused",
                   "oauth.revoke": "revocation.refused", "oauth.end_task": "task.end_refused"}
-# For the errors Authlib raises without a description: every refusal says what was wrong. A
-# JSON body (no parameters at all) is the usual cause, so the form is named.
-FORM_BODY = "parameters go in an application/x-www-form-urlencoded body (RFC 6749 section 3.2)"
-DESCRIPTIONS = {
-    "unsupported_grant_type": f"grant_type is missing or not supported (client_credentials or token "
-                              f"exchange); {FORM_BODY}",
-    "invalid_request": f"a required parameter is missing or malformed; {FORM_BODY}",
-    "unsupported_token_type": "token_type_hint is not a token type this server issues (access_token)",
-}
+UNSUPPORTED_GRANT_TYPE = ("grant_type is missing or not supported (client_credentials or token exchange); "
+                          + FORM_BODY)
 # RFC 6749 §5.2 invalid_client, the same for every failure (ASCII, no quotes: RFC 6749 §5.2).
 AUTHENTICATION_FAILED = ("client authentication failed: the client_id is unknown, the credentials are "
                          "wrong, or the client registered another authentication method")
@@ -51,7 +50,7 @@ AUTHENTICATION_FAILED = ("client authentication failed: the client_id is unknown
 class OstiaryAuthorizationServer(AuthorizationServer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._auth_methods = {"client_secret_basic": _secret_basic, "client_secret_post": _secret_post}
+        self._auth_methods = {CLIENT_SECRET_BASIC: _secret_basic, CLIENT_SECRET_POST: _secret_post}
 
     def register_client_auth_method(self, method, func):
         """Authlib's registry stays unused: ``authenticate_client`` runs the methods itself."""
@@ -67,8 +66,17 @@ class OstiaryAuthorizationServer(AuthorizationServer):
         return request  # already an OAuth2Request (app.oauth.front.FormRequest)
 
     def handle_response(self, status, body, headers):
-        """RFC 6749 §5.1/§5.2: JSON, never cached (Authlib's headers say so for its answers)."""
-        return status, json.dumps(body).encode(), list(headers)
+        """RFC 6749 §5.1/§5.2: JSON, never cached, as every JSON answer (``app.http.errors``)."""
+        return json_answer(status, body, headers)
+
+    def get_token_grant(self, request):
+        """Authlib's, with a description on the refusal it raises bare: every refusal says what
+        was wrong, and a JSON body (no parameters at all) is the usual cause."""
+        try:
+            return super().get_token_grant(request)
+        except UnsupportedGrantTypeError as error:
+            error.description = UNSUPPORTED_GRANT_TYPE
+            raise
 
     def send_signal(self, name, *args, **kwargs):
         pass  # no Flask signals: the audit trail records what happened
@@ -93,7 +101,7 @@ class OstiaryAuthorizationServer(AuthorizationServer):
                 if not attempt.looked_up or getattr(exc, AFTER_PROOF, False):
                     raise
                 attempt.note(exc.description)
-                if attempt.client is None and method == ASSERTION_METHOD:
+                if attempt.client is None and method == PRIVATE_KEY_JWT:
                     _verify_as_if_registered(request.form.get("client_assertion"))
                 raise attempt.refusal() from None
             if found is None:
@@ -123,8 +131,8 @@ class OstiaryAuthorizationServer(AuthorizationServer):
         served = served_cached()
         if served is not None:
             raise StaleClient(served.client_id)
-        if not error.description:
-            error.description = DESCRIPTIONS.get(error.error, f"the request was refused ({error.error})")
+        if not error.description:  # raised bare where no hook of ours describes it
+            error.description = f"the request was refused ({error.error})"
         try:
             error = _record_refusal(request, error)
         except Exception:  # the refusal stands even if the trail cannot take it; the log says so
@@ -226,7 +234,7 @@ def _secret_post(query_client, request):
 
 def _by_secret(query_client, client_id, secret):
     """The client if ``secret`` is its secret. An unknown client, or one without a secret,
-    costs the same keyed hash and comparison (``app.hashing.verify``) as a wrong secret."""
+    costs the same keyed hash and comparison (``app.support.hashing.verify``) as a wrong secret."""
     if not client_id or not secret:
         return None
     client = query_client(client_id)

@@ -11,8 +11,8 @@ import logging
 
 from authlib.oauth2.rfc6749.errors import InvalidClientError, UnauthorizedClientError
 
-from .. import clock, inline
-from ..models.client import ACTIVE, DENIED, EXPIRED, PENDING, RETIRED, SUSPENDED
+from app.models.client import ACTIVE, DENIED, EXPIRED, PENDING, RETIRED, SUSPENDED
+from app.support import clock, inline
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,6 @@ def require_active(client) -> None:
 def _expire(row) -> None:
     """Move the client to ``expired`` now rather than waiting for the periodic sweep: an ORM
     write, so off the event loop's thread when the request runs inline (``inline.blocking``)."""
-    from ..registration.lifecycle import expire_due
+    from app.registration.lifecycle import expire_due
     log.info("approval of %r has expired; expiring it at request time", row.client_id)
     inline.blocking(lambda: expire_due(actor="system", client_id=row.client_id))

@@ -11,8 +11,9 @@ from authlib.consts import default_json_headers
 from authlib.oauth2.rfc6749.endpoint import Endpoint
 from authlib.oauth2.rfc6749.errors import InvalidRequestError
 
-from . import tokens
-from .grants.base import AUTH_METHODS
+from app.oauth import tokens
+from app.support.echo import safe_echo
+from app.support.protocol import AUTH_METHODS
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,6 @@ class TaskEndEndpoint(Endpoint):
             revoked = tokens.end_task(form.get("task_id", ""), outcome=outcome,
                                       actor=f"client:{client.client_id}", client_id=client.client_id)
         except tokens.TaskError as exc:
-            raise InvalidRequestError(str(exc).replace('"', "'")) from None
+            raise InvalidRequestError(safe_echo(exc, 500)) from None
         return 200, {"task_id": form["task_id"], "outcome": outcome, "revoked": len(revoked)}, \
             default_json_headers

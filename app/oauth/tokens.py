@@ -7,11 +7,13 @@ from typing import NamedTuple
 
 from sqlalchemy import bindparam, select, update
 
-from .. import audit, clock, dbapi
-from ..extensions import db
-from ..models import Approval, Client, IssuedToken, Task
-from .clients import ClientRecord, record_columns, record_of
-from .status import standing
+from app import audit
+from app.db import dbapi
+from app.extensions import db
+from app.models import Approval, Client, IssuedToken, Task
+from app.oauth.clients import ClientRecord, record_columns, record_of
+from app.oauth.status import standing
+from app.support import clock
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ LOOKUP_WITH_CALLER = (
 
 def lookup(jti: str) -> TokenRecord | None:
     """The token's row and its client's standing: one indexed read on the driver, in autocommit
-    (``app.dbapi``), as the client read of a token request. Introspection and token exchange
+    (``app.db.dbapi``), as the client read of a token request. Introspection and token exchange
     run inline on the event loop: through the ORM, on SQLite, the read would begin with the
     write lock (``BEGIN IMMEDIATE``) and wait for it on the loop's own thread."""
     row = dbapi.fetch_one(LOOKUP, {"jti": jti})
@@ -77,6 +79,56 @@ def inactive_reason(token: TokenRecord) -> str | None:
     if token.expires_at <= clock.now():
         return "expired"
     return standing(token.client_status, token.approval_expires_at)
+
+
+class PresentedToken(NamedTuple):
+    """A token presented to this server that verified: its claims and, if this server issued
+    it, its row. Introspection and revocation read it through the methods Authlib's endpoints
+    call; token exchange also takes a workload JWT (no row), bound to the caller by a policy
+    rule."""
+    claims: dict
+    row: TokenRecord | None = None  # ours; None for a workload JWT
+    binding: str | None = None      # workload JWTs: the policy rule binding it to the caller
+
+    @property
+    def ours(self) -> bool:
+        return self.row is not None
+
+    @property
+    def sub(self) -> str:
+        return self.claims["sub"]
+
+    @property
+    def exp(self) -> int:
+        return self.claims["exp"]
+
+    @property
+    def holder(self) -> str:
+        """Whose token it is: the client it was issued to, or the workload's subject."""
+        return self.row.client_id if self.ours else self.sub
+
+    @property
+    def scopes(self) -> list[str] | None:
+        """Ours only, as are ``audiences`` and ``task``: a workload JWT carries no grant."""
+        return self.row.scope.split() if self.ours else None
+
+    @property
+    def audiences(self) -> list[str] | None:
+        return list(self.row.audience) if self.ours else None
+
+    @property
+    def task(self) -> dict | None:
+        """The ``agent_task`` (RFC 9396) a task token was issued for."""
+        return (self.claims.get("authorization_details") or [None])[0] if self.ours else None
+
+    def is_expired(self) -> bool:
+        return inactive_reason(self.row) == "expired"
+
+    def is_revoked(self) -> bool:
+        return inactive_reason(self.row) is not None
+
+    def check_client(self, client) -> bool:
+        return self.row.client_id == client.client_id
 
 
 def descendants(jtis: list[str]) -> list[str]:

@@ -1,11 +1,13 @@
-"""Request-time decisions on scopes, audiences and task intent, deny by default.
+"""Request-time decisions on scopes, audiences and task intent, deny by default, and the
+catalogue of scopes and assurance levels they are judged against (``scopes``).
 
-Plain values in, a ``Decision`` out; no Flask, no database. The token grants ask, answer the
-client with the decision's error, and write the decision with its reason to the audit trail.
+The decisions take plain values and give a ``Decision``; no Flask, no database. The token
+grants ask, answer the client with the decision's error, and write the decision with its
+reason to the audit trail.
 """
-from .agent_task import AuthorizationDetailsError
-from .approval import within_approval
-from .rules import Decision, Policy, PolicyError, load, parse
+from app.policy.agent_task import AuthorizationDetailsError
+from app.policy.approval import within_approval
+from app.policy.rules import Decision, Policy, PolicyError, load, parse
 
 __all__ = ["AuthorizationDetailsError", "Decision", "Policy", "PolicyError", "load", "parse",
            "within_approval"]

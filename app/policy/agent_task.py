@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import logging
 
-from ..untrusted_json import loads
+from app.support.echo import safe_echo
+from app.support.untrusted_json import loads
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def narrower_than(requested: dict, held: dict) -> str | None:
     for name in ("actions", "locations", "datatypes"):
         extra = set(requested.get(name, ())) - set(held.get(name, ()))
         if name in held and extra:
-            return f"{name} {', '.join(sorted(extra))} not in the subject token's task"
+            return f"{name} {', '.join(sorted(map(safe_echo, extra)))} not in the subject token's task"
         if name not in held and name in requested and name != "actions":
             return f"the subject token's task names no {name}"
     if rank(requested["sensitivity"]) > rank(held["sensitivity"]):
@@ -116,8 +117,3 @@ def _strings(item: dict, name: str, required: bool = False) -> list[str]:
             or not all(isinstance(v, str) and 0 < len(v) <= 512 for v in value)):
         raise AuthorizationDetailsError(f"agent_task {name} must be a non-empty list of strings")
     return sorted(set(value))
-
-
-def safe_echo(text: str, limit: int = 64) -> str:
-    """Echo user text in an error_description without characters RFC 6749 §5.2 forbids."""
-    return "".join(c for c in str(text)[:limit] if 0x20 <= ord(c) <= 0x7E and c not in '"\\')

@@ -1,8 +1,8 @@
 """Decisions against the approval record: requested scopes and audiences within it."""
 from __future__ import annotations
 
-from .agent_task import safe_echo
-from .rules import Decision
+from app.policy.rules import Decision
+from app.support.echo import safe_echo
 
 
 def within_approval(*, approved_scopes: list[str], approved_audiences: list[str],

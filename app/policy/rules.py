@@ -50,7 +50,8 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from . import agent_task
+from app.policy import agent_task
+from app.support.echo import safe_echo
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ class Policy:
         """May ``client_id`` (approved for ``owner``) get a token with ``scopes`` for ``task``?"""
         rule = next((r for r in self.rules if r.applies(client_id, owner, task["intent"])), None)
         if rule is None:
-            return Decision(False, f"no policy rule allows intent '{agent_task.safe_echo(task['intent'])}' "
+            return Decision(False, f"no policy rule allows intent '{safe_echo(task['intent'])}' "
                                    "for this client (deny by default)",
                             error="invalid_authorization_details")
         denied = _outside(rule, task, scopes)
@@ -143,7 +144,7 @@ class Policy:
             return Decision(False, f"rule {rule.name}: {why}", rule=rule.name, error=error)
         delegate = task.get("delegate")
         if delegate and not _match(delegate, rule.delegates):
-            return Decision(False, f"rule {rule.name}: delegate {agent_task.safe_echo(delegate)} is not allowed",
+            return Decision(False, f"rule {rule.name}: delegate {safe_echo(delegate)} is not allowed",
                             rule=rule.name, error="invalid_authorization_details")
         return Decision(True, f"rule {rule.name} allows intent {task['intent']}", rule=rule.name,
                         max_ttl=rule.max_ttl, granted=task, may_act=delegate)
@@ -173,7 +174,7 @@ def _outside(rule: Rule, task: dict, scopes: list[str]) -> tuple[str, str] | Non
         extra = [v for v in task.get(name, ()) if not _match(v, getattr(rule, name))]
         if extra:
             return ("invalid_authorization_details",
-                    f"{name} {', '.join(agent_task.safe_echo(v) for v in extra)} not allowed for this intent")
+                    f"{name} {', '.join(safe_echo(v) for v in extra)} not allowed for this intent")
     if agent_task.rank(task["sensitivity"]) > agent_task.rank(rule.max_sensitivity):
         return ("invalid_authorization_details",
                 f"sensitivity {task['sensitivity']} is above {rule.max_sensitivity} for this intent")

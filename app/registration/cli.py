@@ -1,24 +1,23 @@
-"""``ostiary registration|client|publisher|iat …``: thin commands over the registration services."""
+"""``ostiary registration|client|iat …``: thin commands over the registration services."""
 from __future__ import annotations
 
 import json
 import logging
 import re
 from datetime import datetime, time, timedelta, timezone
-from pathlib import Path
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
-from .. import clock
-from ..cli import fail, cli_actor
-from ..extensions import db
-from ..models import Client
-from ..models.client import STATUSES
-from . import iat, lifecycle, publishers, service
-from .metadata import escape_display
+from app.extensions import db
+from app.models import Client
+from app.models.client import STATUSES
+from app.registration import iat, lifecycle, service
+from app.registration.metadata import escape_display
+from app.support import clock
+from app.support.cli import actor, emit, fail, failing_on
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +78,10 @@ def registration_list(status, as_json):
     if status:
         query = query.where(Client.status == status)
     items = [client_summary(c) for c in db.session.execute(query).scalars()]
-    if as_json:
-        click.echo(json.dumps(items, indent=2))
-        return
-    for item in items:
-        flags = " [review flags]" if item["review_flags"] else ""
-        click.echo(f"{item['status']:<9} {item['client_id']}  {escape_display(item['client_name'])!s:<30} "
-                   f"{item['provenance']}{' ' + item['publisher'] if item['publisher'] else ''}{flags}")
+    emit(items, as_json, lambda item: (
+        f"{item['status']:<9} {item['client_id']}  {escape_display(item['client_name'])!s:<30} "
+        f"{item['provenance']}{' ' + item['publisher'] if item['publisher'] else ''}"
+        f"{' [review flags]' if item['review_flags'] else ''}"))
 
 
 @registration_group.command("show")
@@ -154,14 +150,12 @@ def registration_approve(client_id, version, owner, purpose, scopes, audiences, 
     expires_at = _date(expires, "--expires") or now + timedelta(days=DEFAULT_APPROVAL_DAYS)
     review_at = _date(review, "--review") or min(now + timedelta(days=DEFAULT_REVIEW_DAYS), expires_at)
     audiences = list(audiences) or list((client.client_metadata or {}).get("audiences", []))
-    try:
+    with failing_on(lifecycle.LifecycleError):
         approval = lifecycle.approve(
             client_id, version=version, owner=owner, purpose=purpose, scopes=" ".join(scopes).split(),
             audiences=audiences, serves=list(serves), max_token_ttl=max_token_ttl or current_app.config["ACCESS_TOKEN_TTL"], expires_at=expires_at,
             review_at=review_at, assurance_level=assurance, proofing_method=proofing_method,
-            evidence=evidence, actor=cli_actor())
-    except lifecycle.LifecycleError as exc:
-        fail(str(exc))
+            evidence=evidence, actor=actor())
     click.echo(f"approved {client_id}: scopes {' '.join(approval.scopes)}, audiences "
                f"{' '.join(approval.audiences)}{', serves ' + ' '.join(approval.serves) if approval.serves else ''}, expires {approval.expires_at.date()}, "
                f"review {approval.review_at.date()}")
@@ -172,15 +166,17 @@ def registration_approve(client_id, version, owner, purpose, scopes, audiences, 
 @click.option("--reason", required=True)
 @with_appcontext
 def registration_deny(client_id, reason):
-    _transition(lambda: lifecycle.deny(client_id, reason=reason, actor=cli_actor()), f"denied {client_id}")
+    with failing_on(lifecycle.LifecycleError):
+        lifecycle.deny(client_id, reason=reason, actor=actor())
+    click.echo(f"denied {client_id}")
 
 
 @registration_group.command("sweep")
 @with_appcontext
 def registration_sweep():
     """Purge pending registrations past OSTIARY_PENDING_TTL and expire clients past their approval."""
-    purged = lifecycle.purge_stale_pending(actor=cli_actor())
-    expired = lifecycle.expire_due(actor=cli_actor())
+    purged = lifecycle.purge_stale_pending(actor=actor())
+    expired = lifecycle.expire_due(actor=actor())
     click.echo(f"purged {purged} stale pending registration(s), expired {expired} client(s)")
 
 
@@ -196,14 +192,18 @@ def client_group():
 @click.option("--reason", default="suspended from the command line", show_default=True)
 @with_appcontext
 def client_suspend(client_id, reason):
-    _transition(lambda: lifecycle.suspend(client_id, reason=reason, actor=cli_actor()), f"suspended {client_id}")
+    with failing_on(lifecycle.LifecycleError):
+        lifecycle.suspend(client_id, reason=reason, actor=actor())
+    click.echo(f"suspended {client_id}")
 
 
 @client_group.command("reactivate")
 @click.argument("client_id")
 @with_appcontext
 def client_reactivate(client_id):
-    _transition(lambda: lifecycle.reactivate(client_id, actor=cli_actor()), f"reactivated {client_id}")
+    with failing_on(lifecycle.LifecycleError):
+        lifecycle.reactivate(client_id, actor=actor())
+    click.echo(f"reactivated {client_id}")
 
 
 @client_group.command("retire")
@@ -211,8 +211,9 @@ def client_reactivate(client_id):
 @click.option("--reason")
 @with_appcontext
 def client_retire(client_id, reason):
-    _transition(lambda: lifecycle.retire(client_id, actor=cli_actor(), reason=reason),
-                f"retired {client_id}; its tokens are revoked")
+    with failing_on(lifecycle.LifecycleError):
+        lifecycle.retire(client_id, actor=actor(), reason=reason)
+    click.echo(f"retired {client_id}; its tokens are revoked")
 
 
 @client_group.command("rotate-secret")
@@ -220,84 +221,10 @@ def client_retire(client_id, reason):
 @with_appcontext
 def client_rotate_secret(client_id):
     """Issue a new client secret (shown once); the old one stops working at once."""
-    try:
-        secret, expires_at = lifecycle.rotate_secret(client_id, actor=cli_actor())
-    except lifecycle.LifecycleError as exc:
-        fail(str(exc))
+    with failing_on(lifecycle.LifecycleError):
+        secret, expires_at = lifecycle.rotate_secret(client_id, actor=actor())
     click.echo(f"client_secret: {secret}\nexpires_at:    {expires_at.isoformat()}\n"
                "(shown only now; it is stored as a hash)")
-
-
-def _transition(call, done: str) -> None:
-    try:
-        call()
-    except lifecycle.LifecycleError as exc:
-        fail(str(exc))
-    click.echo(done)
-
-
-# ---- publisher ------------------------------------------------------------------------------
-
-@click.group("publisher")
-def publisher_group():
-    """Trusted software publishers, whose software statements are believed."""
-
-
-@publisher_group.command("add")
-@click.argument("issuer")
-@click.option("--jwks", "jwks_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A file with the publisher's public JWK Set.")
-@click.option("--jwks-uri", help="An https URL of the publisher's JWK Set (fetched safely, cached).")
-@click.option("--assurance", type=int, default=1, show_default=True,
-              help="Assurance level its statements carry (config/scopes.toml).")
-@click.option("--alg", "algorithms", multiple=True, help="Allowed algorithm (repeatable); default from the keys.")
-@click.option("--require-jti", is_flag=True,
-              help="Accept each of its statements once: they must carry a jti, and a second use is refused.")
-@with_appcontext
-def publisher_add(issuer, jwks_file, jwks_uri, assurance, algorithms, require_jti):
-    jwks = None
-    if jwks_file:
-        try:
-            jwks = json.loads(jwks_file.read_text())
-        except (ValueError, OSError) as exc:
-            fail(f"cannot read {jwks_file}: {exc}")
-    try:
-        pub = publishers.add(issuer, jwks=jwks, jwks_uri=jwks_uri, assurance_level=assurance,
-                             algorithms=list(algorithms) or None, require_jti=require_jti,
-                             actor=cli_actor())
-    except publishers.PublisherError as exc:
-        fail(str(exc))
-    click.echo(f"added publisher {pub.issuer} (assurance {pub.assurance_level}, "
-               f"algorithms {', '.join(pub.algorithms)}"
-               f"{', each statement once' if pub.require_jti else ''})")
-
-
-@publisher_group.command("list")
-@click.option("--json", "as_json", is_flag=True)
-@with_appcontext
-def publisher_list(as_json):
-    items = [{"issuer": p.issuer, "assurance_level": p.assurance_level, "algorithms": p.algorithms,
-              "jwks_uri": p.jwks_uri, "keys": len(p.jwks["keys"]) if p.jwks else None,
-              "require_jti": p.require_jti, "created_at": _ts(p.created_at)} for p in publishers.all_publishers()]
-    if as_json:
-        click.echo(json.dumps(items, indent=2))
-        return
-    for item in items:
-        source = item["jwks_uri"] or f"{item['keys']} key(s)"
-        once = "  once-only jti" if item["require_jti"] else ""
-        click.echo(f"{item['issuer']}  assurance {item['assurance_level']}  {','.join(item['algorithms'])}  "
-                   f"{source}{once}")
-
-
-@publisher_group.command("remove")
-@click.argument("issuer")
-@with_appcontext
-def publisher_remove(issuer):
-    try:
-        publishers.remove(issuer, actor=cli_actor())
-    except publishers.PublisherError as exc:
-        fail(str(exc))
-    click.echo(f"removed publisher {issuer}")
 
 
 # ---- initial access tokens ------------------------------------------------------------------
@@ -320,10 +247,8 @@ def iat_create(uses, expires_in, note):
     match = DURATION.match(expires_in)
     if not match:
         fail("--expires-in must be a number with an optional unit s, m, h or d")
-    try:
-        token, row = iat.create(max_uses=uses, ttl=int(match[1]) * UNITS[match[2]], actor=cli_actor(), note=note)
-    except iat.InitialAccessTokenError as exc:
-        fail(str(exc))
+    with failing_on(iat.InitialAccessTokenError):
+        token, row = iat.create(max_uses=uses, ttl=int(match[1]) * UNITS[match[2]], actor=actor(), note=note)
     click.echo(f"initial access token (shown only now): {token}")
     click.echo(f"id {row.id}, {row.max_uses} use(s), expires {row.expires_at.isoformat()}")
 
@@ -336,24 +261,15 @@ def iat_list(as_json):
     items = [{"id": t.id, "uses": t.uses, "max_uses": t.max_uses, "expires_at": _ts(t.expires_at),
               "expired": t.expires_at <= now, "created_by": t.created_by, "note": t.note}
              for t in iat.all_tokens()]
-    if as_json:
-        click.echo(json.dumps(items, indent=2))
-        return
-    for item in items:
-        state = "expired" if item["expired"] else "valid"
-        click.echo(f"{item['id']:>4}  {state:<7} {item['uses']}/{item['max_uses']} used  "
-                   f"expires {item['expires_at']}  {item['note'] or ''}")
+    emit(items, as_json, lambda item: (
+        f"{item['id']:>4}  {'expired' if item['expired'] else 'valid':<7} {item['uses']}/{item['max_uses']} used  "
+        f"expires {item['expires_at']}  {item['note'] or ''}"))
 
 
 @iat_group.command("revoke")
 @click.argument("token_id", type=int)
 @with_appcontext
 def iat_revoke(token_id):
-    try:
-        iat.revoke(token_id, actor=cli_actor())
-    except iat.InitialAccessTokenError as exc:
-        fail(str(exc))
+    with failing_on(iat.InitialAccessTokenError):
+        iat.revoke(token_id, actor=actor())
     click.echo(f"revoked initial access token {token_id}")
-
-
-COMMANDS = (registration_group, client_group, publisher_group, iat_group)

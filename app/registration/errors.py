@@ -1,28 +1,21 @@
 """Errors of the registration endpoints, in Authlib's shape (one class per code).
 
 RFC 7591 §3.2.2 codes come from ``authlib.oauth2.rfc7591.errors``; the
-subclasses here only make the description safe: RFC 6749 §5.2 limits
-``error_description`` to printable ASCII without ``"`` and ``\\``, and a
-description that quotes client input must not break that rule.
+subclasses here only make the description safe (``app.support.echo``): the
+descriptions of registration quote client metadata throughout.
 """
 from __future__ import annotations
-
-import re
 
 from authlib.oauth2.rfc6749 import errors as rfc6749
 from authlib.oauth2.rfc6750.errors import InvalidTokenError as _InvalidToken
 from authlib.oauth2.rfc7591 import errors as rfc7591
 
-_FORBIDDEN = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
-
-
-def clean(text: str | None) -> str | None:
-    return None if text is None else _FORBIDDEN.sub("?", text)[:500]
+from app.support.echo import safe_echo
 
 
 class _Described:
     def __init__(self, description=None, **kwargs):
-        super().__init__(clean(description), **kwargs)
+        super().__init__(None if description is None else safe_echo(description, 500), **kwargs)
 
 
 class InvalidRequestError(_Described, rfc6749.InvalidRequestError):

@@ -11,9 +11,10 @@ import logging
 
 from sqlalchemy import select, update
 
-from .. import audit, clock, hashing
-from ..extensions import db
-from ..models import InitialAccessToken
+from app import audit
+from app.extensions import db
+from app.models import InitialAccessToken
+from app.support import clock, hashing
 
 log = logging.getLogger(__name__)
 

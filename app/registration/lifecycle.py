@@ -22,17 +22,19 @@ from urllib.parse import urlsplit
 from flask import current_app
 from sqlalchemy import select, update
 
-from .. import audit, clock, hashing
-from ..audit import trail
-from ..extensions import db
-from ..models import Approval, Client, IssuedToken
-from ..models.client import ACTIVE, DENIED, EXPIRED, PENDING, RETIRED, SUSPENDED
-from . import scopes as catalogue
+from app import audit
+from app.audit import trail
+from app.extensions import db
+from app.models import Approval, Client, IssuedToken
+from app.models.client import ACTIVE, DENIED, EXPIRED, PENDING, RETIRED, SUSPENDED
+from app.policy import scopes as catalogue
+from app.support import clock, hashing
+from app.support.protocol import CLIENT_SECRET_BASIC, CLIENT_SECRET_POST
 
 log = logging.getLogger(__name__)
 
 MAX_TOKEN_TTL_CEILING = 24 * 3600
-SECRET_METHODS = ("client_secret_basic", "client_secret_post")
+SECRET_METHODS = (CLIENT_SECRET_BASIC, CLIENT_SECRET_POST)
 
 
 class LifecycleError(ValueError):

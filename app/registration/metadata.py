@@ -15,16 +15,19 @@ from urllib.parse import urlsplit
 
 from flask import current_app
 
-from .. import fetch
-from . import scopes as catalogue
-from .errors import InvalidClientMetadataError, InvalidRedirectURIError
-from .keys import ASYMMETRIC_ALGS, KeySetError, check_jwks
+from app.policy import scopes as catalogue
+from app.registration.errors import InvalidClientMetadataError, InvalidRedirectURIError
+from app.support import fetch
+from app.support.protocol import (
+    CLIENT_SECRET_BASIC,
+    DEFAULT_GRANT_TYPES,
+    GRANT_TYPES,
+    PRIVATE_KEY_JWT,
+)
+from app.trust.keysets import ASYMMETRIC_ALGS, KeySetError, check_jwks
 
 log = logging.getLogger(__name__)
 
-CLIENT_CREDENTIALS = "client_credentials"
-TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
-GRANT_TYPES = (CLIENT_CREDENTIALS, TOKEN_EXCHANGE)
 URL_FIELDS = ("client_uri", "logo_uri", "tos_uri", "policy_uri")
 DISPLAY_FIELDS = {"client_name": 255, "software_id": 255, "software_version": 64}
 MAX_SCOPES, MAX_LIST = 50, 10
@@ -79,7 +82,11 @@ def _display_string(name: str, value, limit: int, flags: list[str]) -> str:
 
 
 def escape_display(value: str | None) -> str:
-    """A display string with control, formatting and unassigned characters shown as \\u escapes."""
+    """A display string with control, formatting and unassigned characters shown as \\u escapes.
+
+    For a person, in the console or the CLI: a client's name may be in any script, so only what
+    a reader cannot see is escaped. An ``error_description`` must be printable ASCII, which is
+    ``app.support.echo.safe_echo``'s job."""
     if value is None:
         return ""
     return "".join(f"\\u{ord(c):04x}" if unicodedata.category(c) in ("Cc", "Cf", "Co", "Cn") else c
@@ -114,7 +121,7 @@ def _redirect_uri(uri: str) -> str:
         host = parts.hostname or ""
     except ValueError:
         raise InvalidRedirectURIError(f"redirect URI {uri!r} is malformed") from None
-    # The host classified as the fetcher classifies it (app.fetch.classify_host). Only the three
+    # The host classified as the fetcher classifies it (app.support.fetch.classify_host). Only the three
     # spellings RFC 8252 uses admit http: 2130706433, 127.1 or [::ffff:127.0.0.1] reach the same
     # loopback address, but are other strings to whatever compares redirect URIs and a disguise
     # to the reviewer, and 0 or 0.0.0.0 reach this host without being loopback at all. Any
@@ -140,7 +147,7 @@ def _redirect_uri(uri: str) -> str:
 
 def _grant_types(value) -> list[str]:
     if value is None:
-        return [CLIENT_CREDENTIALS]
+        return list(DEFAULT_GRANT_TYPES)
     grants = _string_list("grant_types", value)
     if not grants:
         raise InvalidClientMetadataError("grant_types must not be empty")
@@ -187,7 +194,7 @@ def _keys(raw: dict, out: dict) -> None:
 
 def _auth_method(raw: dict, out: dict) -> None:
     has_keys = "jwks" in out or "jwks_uri" in out
-    method = raw.get("token_endpoint_auth_method") or ("private_key_jwt" if has_keys else "client_secret_basic")
+    method = raw.get("token_endpoint_auth_method") or (PRIVATE_KEY_JWT if has_keys else CLIENT_SECRET_BASIC)
     allowed = current_app.config["ALLOWED_AUTH_METHODS"]
     if method == "none":
         raise InvalidClientMetadataError("token_endpoint_auth_method none is not allowed: machine grants "
@@ -195,12 +202,12 @@ def _auth_method(raw: dict, out: dict) -> None:
     if method not in allowed:
         raise InvalidClientMetadataError(f"token_endpoint_auth_method {method!r} is not allowed here; "
                                          f"use one of {', '.join(allowed)}")
-    if method == "private_key_jwt" and not has_keys:
+    if method == PRIVATE_KEY_JWT and not has_keys:
         raise InvalidClientMetadataError("private_key_jwt needs jwks or jwks_uri")
     out["token_endpoint_auth_method"] = method
     alg = raw.get("token_endpoint_auth_signing_alg")
     if alg is not None:
-        if method != "private_key_jwt" or alg not in ASYMMETRIC_ALGS:
+        if method != PRIVATE_KEY_JWT or alg not in ASYMMETRIC_ALGS:
             raise InvalidClientMetadataError(f"token_endpoint_auth_signing_alg must be one of "
                                              f"{', '.join(ASYMMETRIC_ALGS)} with private_key_jwt")
         out["token_endpoint_auth_signing_alg"] = alg

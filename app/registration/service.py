@@ -14,15 +14,22 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import func, select
 
-from .. import audit, clock, hashing
-from ..extensions import db
-from ..models import Approval, Client
-from ..models.client import ACTIVE, DENIED, EXPIRED, PENDING, RETIRED, SUSPENDED
-from . import iat, lifecycle, statements
-from . import scopes as catalogue
-from .errors import (AccessDeniedError, InvalidClientMetadataError, InvalidRequestError,
-                     InvalidSoftwareStatementError, InvalidTokenError, PendingLimitError)
-from .metadata import AUDIENCES, validate
+from app import audit
+from app.extensions import db
+from app.models import Approval, Client
+from app.models.client import ACTIVE, DENIED, EXPIRED, PENDING, RETIRED, SUSPENDED
+from app.policy import scopes as catalogue
+from app.registration import iat, lifecycle, statements
+from app.registration.errors import (
+    AccessDeniedError,
+    InvalidClientMetadataError,
+    InvalidRequestError,
+    InvalidSoftwareStatementError,
+    InvalidTokenError,
+    PendingLimitError,
+)
+from app.registration.metadata import AUDIENCES, validate
+from app.support import clock, hashing
 
 log = logging.getLogger(__name__)
 

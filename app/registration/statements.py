@@ -23,24 +23,34 @@ from dataclasses import dataclass
 
 from flask import current_app
 from joserfc import jws, jwt
-from joserfc.errors import JoseError
+from joserfc.errors import ClaimError, ExpiredTokenError, JoseError
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .. import clock, fetch
-from ..extensions import db
-from ..models import Publisher, StatementJti
-from ..untrusted_json import UntrustedJSONError, check_jwt, loads
-from . import publishers
-from .errors import InvalidSoftwareStatementError, UnapprovedSoftwareStatementError
-from .keys import ASYMMETRIC_ALGS, KeySetError
+from app.extensions import db
+from app.models import Publisher, StatementJti
+from app.registration.errors import (
+    InvalidSoftwareStatementError,
+    UnapprovedSoftwareStatementError,
+)
+from app.support import clock, fetch, jwt_claims
+from app.support.untrusted_json import UntrustedJSONError, check_jwt, loads
+from app.trust import issuers
+from app.trust.keysets import ASYMMETRIC_ALGS, KeySetError
 
 log = logging.getLogger(__name__)
 
 MAX_LENGTH = 16 * 1024
-LEEWAY = 60  # seconds of clock skew tolerated on iat / nbf
 # JWT claims that describe the statement itself, not the client (RFC 7519 §4.1).
 RESERVED = {"iss", "sub", "aud", "iat", "exp", "nbf", "jti"}
 KEY_FIELDS = ("jwks", "jwks_uri")
+# What is wrong with a statement whose claim joserfc refuses, by the claim (the error's ``claim``).
+CLAIM_REFUSALS = {
+    "iat": "software_statement must have a numeric iat claim, not in the future",
+    "exp": "software_statement has expired",  # or its exp is not a number
+    "nbf": "software_statement is not valid yet (nbf)",
+    "aud": "software_statement aud does not name this server",
+    "jti": "software_statement jti must be a string of at most 255 characters",
+}
 
 
 @dataclass(frozen=True)
@@ -86,7 +96,7 @@ def verify(statement) -> Verified:
         raise InvalidSoftwareStatementError("software_statement is not a well-formed JWT") from None
     if not isinstance(claims, dict) or not isinstance(claims.get("iss"), str):
         raise InvalidSoftwareStatementError("software_statement has no iss claim")
-    publisher = publishers.get(claims["iss"])
+    publisher = issuers.get(issuers.PUBLISHERS, claims["iss"])
     if publisher is None:
         raise UnapprovedSoftwareStatementError(f"software statements from {claims['iss']!r} are not "
                                                "trusted by this server")
@@ -100,7 +110,7 @@ def verify(statement) -> Verified:
     db.session.expunge(publisher)
     db.session.rollback()
     try:
-        key_set = publishers.key_set(publisher)
+        key_set = issuers.key_set(publisher)
     except (fetch.FetchError, KeySetError) as exc:
         log.warning("keys of publisher %r unavailable: %s", publisher.issuer, exc)
         raise InvalidSoftwareStatementError("the publisher's keys could not be obtained; try again later") from None
@@ -145,22 +155,14 @@ def _verifies(statement: str, key, algorithms: list[str]) -> bool:
 
 
 def _check_claims(claims: dict) -> None:
-    now = clock.timestamp()
-    iat = claims.get("iat")
-    if not isinstance(iat, (int, float)) or isinstance(iat, bool):
-        raise InvalidSoftwareStatementError("software_statement must have a numeric iat claim")
-    if iat > now + LEEWAY:
-        raise InvalidSoftwareStatementError("software_statement iat is in the future")
-    exp = claims.get("exp")
-    if exp is not None and (not isinstance(exp, (int, float)) or isinstance(exp, bool) or exp <= now):
-        raise InvalidSoftwareStatementError("software_statement has expired")
-    nbf = claims.get("nbf")
-    if nbf is not None and (not isinstance(nbf, (int, float)) or nbf > now + LEEWAY):
-        raise InvalidSoftwareStatementError("software_statement is not valid yet (nbf)")
-    aud = claims.get("aud")
-    if aud is not None:
-        audiences = [aud] if isinstance(aud, str) else aud
-        if not isinstance(audiences, list) or current_app.config["ISSUER"] not in audiences:
-            raise InvalidSoftwareStatementError("software_statement aud does not name this server")
+    """``iat`` required, ``exp`` and ``nbf`` if present, ``aud`` if present naming this server
+    (``jwt_claims``), and a ``software_id``."""
+    try:
+        jwt_claims.check(claims, iat={"essential": True}, aud={"values": [current_app.config["ISSUER"]]})
+    except ExpiredTokenError:
+        raise InvalidSoftwareStatementError("software_statement has expired") from None
+    except ClaimError as exc:
+        raise InvalidSoftwareStatementError(CLAIM_REFUSALS.get(
+            exc.claim, f"software_statement {exc.claim} claim is malformed (RFC 7519 section 4.1)")) from None
     if not isinstance(claims.get("software_id"), str) or not claims["software_id"]:
         raise InvalidSoftwareStatementError("software_statement must carry a software_id")

@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 
 from authlib.oauth2.rfc6749.errors import OAuth2Error
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, request
 
-from ..extensions import csrf, limiter
-from ..untrusted_json import UntrustedJSONError, loads
-from . import service
-from .errors import InvalidRequestError
+from app.extensions import csrf, limiter
+from app.http.errors import as_response, json_answer
+from app.registration import service
+from app.registration.errors import InvalidRequestError
+from app.support.untrusted_json import UntrustedJSONError, loads
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,8 @@ def register():
         token = _bearer_token()
         reg = service.register(_json_body(), address=request.remote_addr, initial_access_token=token)
     except OAuth2Error as exc:
-        return _error(exc)
-    return _answer(reg.response, 201)
+        return as_response(json_answer(*exc()))
+    return as_response(json_answer(201, reg.response))
 
 
 @bp.route("/register/<client_id>", methods=["GET", "PUT", "DELETE"])
@@ -42,13 +43,13 @@ def manage(client_id: str):
     try:
         client = service.authenticate(client_id, _bearer_token())
         if request.method == "GET":
-            return _answer(service.client_info(client), 200)
+            return as_response(json_answer(200, service.client_info(client)))
         if request.method == "PUT":
-            return _answer(service.client_info(service.update(client, _json_body())), 200)
+            return as_response(json_answer(200, service.client_info(service.update(client, _json_body()))))
         service.delete(client)
         return "", 204, NO_STORE
     except OAuth2Error as exc:
-        return _error(exc)
+        return as_response(json_answer(*exc()))
 
 
 def _bearer_token() -> str | None:
@@ -88,20 +89,3 @@ def _check_bounds(value, depth: int) -> None:
         for item in value.values() if isinstance(value, dict) else value:
             _check_bounds(item, depth + 1)
 
-
-def _answer(body: dict, status: int):
-    response = jsonify(body)
-    response.status_code = status
-    response.headers.update(NO_STORE)
-    return response
-
-
-def _error(exc: OAuth2Error):
-    status, body, headers = exc()
-    response = jsonify(body)
-    response.status_code = status
-    for name, value in headers:
-        if name.lower() != "content-type":
-            response.headers[name] = value
-    response.headers.update(NO_STORE)
-    return response

@@ -6,9 +6,8 @@ Revises: 0001
 Create Date: 2026-12-02 14:50:35.206235
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '0002'

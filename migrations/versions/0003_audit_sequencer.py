@@ -9,9 +9,8 @@ Revises: 0002
 Create Date: 2026-12-02 18:00:00
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0003'
 down_revision = '0002'

@@ -2,18 +2,17 @@
 before it sealed them are sealed after the restart, and none is lost."""
 from __future__ import annotations
 
-import time
-
 import pytest
 import requests
-from sqlalchemy import func, select
 
 from app import audit
 from app.audit import trail
 from app.extensions import db
 from app.models import AuditEvent
-from tests.e2e.test_faults import admin, approved_client
+from tests.e2e.test_faults import admin, approved_client, sealed
+from tests.factories import count
 from tests.servers import Server, free_port, server_env
+from tests.waiting import until
 
 pytestmark = pytest.mark.e2e
 
@@ -38,8 +37,7 @@ def test_events_committed_before_a_sigkill_are_sealed_after_the_restart(tmp_path
         app = admin(server)
         with app.app_context():
             waiting, _ = trail.unsealed()
-            issued = db.session.execute(select(func.count()).select_from(AuditEvent)
-                                        .where(AuditEvent.event_type == "token.issued")).scalar_one()
+            issued = count(AuditEvent, event_type="token.issued")
             assert issued == 20 and waiting >= 20
             db.session.remove()
         server.kill()
@@ -47,16 +45,12 @@ def test_events_committed_before_a_sigkill_are_sealed_after_the_restart(tmp_path
         server.env["OSTIARY_AUDIT_SEAL_SECONDS"] = "0.2"
         server.start()  # no request needed: each worker's sequencer starts with the worker
         with app.app_context():
-            deadline = time.monotonic() + 15
-            while trail.unsealed()[0] and time.monotonic() < deadline:
-                db.session.rollback()
-                time.sleep(0.2)
-            events = db.session.execute(select(func.count()).select_from(AuditEvent)).scalar_one()
+            until(sealed, "the restarted server's sequencers to seal what the killed one left", timeout=15,
+                  every=0.2)
+            events = count(AuditEvent)
             assert trail.unsealed()[0] == 0
             assert audit.verify() == (events, None, None)
-            sealed = db.session.execute(select(func.count()).select_from(AuditEvent).where(
-                AuditEvent.event_type == "token.issued", AuditEvent.seq.is_not(None))).scalar_one()
-            assert sealed == 20
+            assert count(AuditEvent, AuditEvent.seq.is_not(None), event_type="token.issued") == 20
             db.session.remove()
             db.engine.dispose()
     finally:

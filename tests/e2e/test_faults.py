@@ -10,20 +10,24 @@ import time
 import jwt as pyjwt
 import pytest
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from app import audit, clock
+from app import audit
 from app.audit import trail
 from app.extensions import db
 from app.models import AuditEvent, Client, IssuedToken
 from app.registration import lifecycle
 from app.registration.service import register
-from tests.servers import Server, TEST_SECRETS, free_port, server_env
+from app.support import clock
+from tests.factories import count
+from tests.servers import TEST_SECRETS, Server, free_port, server_env
+from tests.waiting import until
 
 pytestmark = pytest.mark.e2e
 
 AUDIENCE = "https://api.example.com"
 LOAD_THREADS = 6
+SURVIVOR_ANSWERS = 20  # token requests b answers while a is down, every one of them a success
 
 
 def admin(server: Server):
@@ -71,15 +75,10 @@ def approved_client(server: Server) -> dict:
     return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
 
 
-def wait_until_sealed(seconds: float = 15) -> bool:
-    """Wait, in an app context, until the servers' own sequencers have sealed every event."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if trail.unsealed()[0] == 0:
-            return True
-        db.session.rollback()
-        time.sleep(0.2)
-    return False
+def sealed() -> bool:
+    """In an app context: whether the servers' own sequencers have sealed every event."""
+    db.session.rollback()  # a fresh look
+    return trail.unsealed()[0] == 0
 
 
 class Load:
@@ -110,6 +109,12 @@ class Load:
                 self.answers.append(record)
             i += 1
 
+    def answered(self, server: Server, since: float, statuses=(200, 201)) -> list:
+        """The answers ``server`` gave after ``since`` (monotonic time) with one of ``statuses``
+        (None: the connection failed)."""
+        with self.lock:
+            return [x for x in self.answers if x[0] > since and x[1] == server.url and x[2] in statuses]
+
     def __enter__(self):
         self.threads = [threading.Thread(target=self.worker, args=(n,)) for n in range(LOAD_THREADS)]
         for t in self.threads:
@@ -126,14 +131,18 @@ def test_sigkill_and_restart_under_load_loses_no_audited_token_and_half_writes_n
     a, b = instances
     auth = approved_client(a)
     with Load(instances, auth) as load:
-        time.sleep(1.0)
+        started_at = time.monotonic()
+        until(lambda: (load.answered(a, started_at, (201,)) and len(load.answered(a, started_at, (200,))) >= 5
+                       and len(load.answered(b, started_at)) >= 5),
+              "both instances to serve the load, a registrations too", timeout=30)
         killed_at = time.monotonic()
         a.kill()
-        time.sleep(1.0)
+        until(lambda: load.answered(a, killed_at, (None,)) and len(load.answered(b, killed_at)) >= SURVIVOR_ANSWERS,
+              f"the load to find a gone and b to answer {SURVIVOR_ANSWERS} requests", timeout=30)
         restarted_at = time.monotonic()
         a.start()
         back_at = time.monotonic()
-        time.sleep(1.0)
+        until(lambda: load.answered(a, back_at, (200,)), "the restarted a to issue tokens", timeout=30)
 
     answers = load.answers
     assert not [x for x in answers if x[2] is not None and x[2] >= 500], "a 5xx was answered"
@@ -158,8 +167,7 @@ def test_sigkill_and_restart_under_load_loses_no_audited_token_and_half_writes_n
         assert set(registered) <= clients
         assert clients == registrations  # no client without its event, no event without its client
         # The two instances' sequencers seal one chain between them, the restarted one included.
-        assert wait_until_sealed(), "the instances' sequencers left events unsealed"
-        events = db.session.execute(select(func.count()).select_from(AuditEvent)).scalar_one()
-        assert audit.verify() == (events, None, None)
+        until(sealed, "the instances' sequencers to seal every event", timeout=15, every=0.2)
+        assert audit.verify() == (count(AuditEvent), None, None)
         db.session.remove()
         db.engine.dispose()

@@ -2,7 +2,6 @@
 import contextlib
 import sqlite3
 import subprocess
-import time
 
 import jwt as pyjwt
 import pytest
@@ -12,6 +11,7 @@ from joserfc import jwt
 from app import create_app
 from app.extensions import db
 from tests.servers import BIN, ROOT, server_env, start_server
+from tests.waiting import until
 
 pytestmark = pytest.mark.e2e
 
@@ -28,6 +28,10 @@ def sign_with_active_key(server) -> str:
         db.engine.dispose()
     return jwt.encode({"alg": alg, "kid": kid, "typ": "at+jwt"},
                       {"iss": server.url, "sub": "probe"}, key, algorithms=[alg])
+
+
+def served_kids(server) -> set[str]:
+    return {key["kid"] for key in requests.get(server.url + "/jwks.json", timeout=10).json()["keys"]}
 
 
 def verify_against_served_jwks(server, token):
@@ -49,7 +53,10 @@ def test_discovery_jwks_and_rotation_against_gunicorn(tmp_path, new_pg_database,
 
         rotated = server.cli("keys", "rotate")
         assert rotated.returncode == 0, rotated.stderr
-        time.sleep(1.5)  # each process re-reads the key set after KEY_CACHE_SECONDS
+        # Each process re-reads the key set after KEY_CACHE_SECONDS: then it publishes the next
+        # key the rotation made, which no view of the key set before the rotation had.
+        upcoming = rotated.stdout.split("next:")[1].split()[0]
+        until(lambda: upcoming in served_kids(server), "the served JWKS to publish the rotated key set")
         after = sign_with_active_key(server)
         assert pyjwt.get_unverified_header(after)["kid"] != pyjwt.get_unverified_header(before)["kid"]
         assert verify_against_served_jwks(server, after)["sub"] == "probe"

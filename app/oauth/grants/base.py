@@ -5,20 +5,25 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlsplit
 
-from authlib.oauth2.rfc6749.errors import (InvalidGrantError, InvalidRequestError, InvalidScopeError,
-                                           UnauthorizedClientError)
+from authlib.oauth2.rfc6749.errors import (
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    UnauthorizedClientError,
+)
 from authlib.oauth2.rfc6749.util import scope_to_list
 from flask import current_app
 
-from ... import audit
-from ...policy.agent_task import safe_echo
-from ..errors import InvalidAuthorizationDetailsError, InvalidTargetError
-from ..clients import served_cached
-from ..group_commit import Write
+from app import audit
+from app.oauth.clients import served_cached
+from app.oauth.errors import InvalidAuthorizationDetailsError, InvalidTargetError
+from app.oauth.group_commit import Write
+from app.policy import within_approval
+from app.support.echo import safe_echo
+from app.support.protocol import AUTH_METHODS
 
 log = logging.getLogger(__name__)
 
-AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 ERRORS = {"invalid_scope": InvalidScopeError, "invalid_target": InvalidTargetError,
           "invalid_authorization_details": InvalidAuthorizationDetailsError,
           "invalid_grant": InvalidGrantError, "invalid_request": InvalidRequestError}
@@ -56,6 +61,14 @@ class OstiaryGrantMixin:
         if not decision.allowed:
             raise ERRORS[decision.error](decision.reason)
         return decision
+
+    def enforce_approval(self, scopes: list[str], audiences: list[str]):
+        """The scopes and audiences must lie within the client's approval (``within_approval``);
+        none asked means the approval's own."""
+        approval = self.client.approval
+        return self.enforce(within_approval(approved_scopes=approval.scopes,
+                                            approved_audiences=approval.audiences,
+                                            scopes=scopes, audiences=audiences))
 
     def base_ttl(self) -> int:
         """RFC 9068 §2.2: minutes, never more than the approval allows."""

@@ -11,10 +11,9 @@ import logging
 
 from authlib.oauth2.rfc6749 import grants
 
-from ...policy import within_approval
-from ..errors import InvalidAuthorizationDetailsError
-from ..rfc9068 import mint
-from .base import OstiaryGrantMixin
+from app.oauth.errors import InvalidAuthorizationDetailsError
+from app.oauth.grants.base import OstiaryGrantMixin
+from app.oauth.rfc9068 import mint
 
 log = logging.getLogger(__name__)
 
@@ -23,13 +22,11 @@ class ClientCredentialsGrant(OstiaryGrantMixin, grants.ClientCredentialsGrant):
     def validate_token_request(self):
         """Scopes (RFC 6749 §3.3) and targets (RFC 8707) must lie within the approval; none
         asked means the approval's own, never more."""
-        client = self.authenticate_for_grant()
+        self.authenticate_for_grant()
         if self.request.payload.data.get("authorization_details"):
             raise InvalidAuthorizationDetailsError(
                 "task intents (agent_task) are granted by token exchange, not client_credentials")
-        approval = client.approval
-        self.enforce(within_approval(approved_scopes=approval.scopes, approved_audiences=approval.audiences,
-                                     scopes=self.requested_scopes(), audiences=self.requested_audiences()))
+        self.enforce_approval(self.requested_scopes(), self.requested_audiences())
 
     def create_token_response(self):
         granted = self.request.decision.granted

@@ -12,60 +12,44 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass
 
-from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError, InvalidScopeError
+from authlib.oauth2.rfc6749.errors import (
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+)
 from authlib.oauth2.rfc6749.grants import BaseGrant
 from authlib.oauth2.rfc6749.grants.base import TokenEndpointMixin
 from flask import current_app
 
-from ... import clock
-from ...policy import agent_task
-from ...policy.agent_task import safe_echo
-from ...policy.rules import PolicyError, load
-from .. import rfc9068, tokens, workload
-from ..clients import TOKEN_EXCHANGE
-from ..errors import InvalidAuthorizationDetailsError, InvalidTargetError, PolicyUnavailableError
-from .base import OstiaryGrantMixin
+from app.oauth import rfc9068, tokens
+from app.oauth.errors import (
+    InvalidAuthorizationDetailsError,
+    InvalidTargetError,
+    PolicyUnavailableError,
+)
+from app.oauth.grants.base import OstiaryGrantMixin
+from app.oauth.tokens import PresentedToken
+from app.policy import agent_task
+from app.policy.rules import PolicyError, load
+from app.support import clock
+from app.support.echo import safe_echo
+from app.support.protocol import ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, TOKEN_EXCHANGE
+from app.trust import workload
 
 log = logging.getLogger(__name__)
 
-ACCESS_TOKEN = "urn:ietf:params:oauth:token-type:access_token"
-JWT = "urn:ietf:params:oauth:token-type:jwt"
-SUPPORTED_TOKEN_TYPES = (ACCESS_TOKEN, JWT)
+SUPPORTED_TOKEN_TYPES = (ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE)
 # RFC 8693 §4.1 sets no limit on nested ``act`` claims; each hop is one level of JSON nesting,
-# and tokens are parsed with a bounded depth (app.untrusted_json), so the chain stops well short.
+# and tokens are parsed with a bounded depth (app.support.untrusted_json), so the chain stops well short.
 MAX_DELEGATION_HOPS = 8
-
-
-@dataclass
-class Presented:
-    """A subject or actor token that verified: who it speaks for and what it holds."""
-
-    sub: str
-    exp: int
-    claims: dict
-    row: tokens.TokenRecord | None = None  # ours; None for a workload JWT
-    scopes: list | None = None          # ours only: a workload JWT carries no grant
-    audiences: list | None = None
-    task: dict | None = None
-    binding: str | None = None          # workload JWTs: the policy rule binding it to the caller
-
-    @property
-    def ours(self) -> bool:
-        return self.row is not None
-
-    @property
-    def holder(self) -> str:
-        """Whose token it is: the client it was issued to, or the workload's subject."""
-        return self.row.client_id if self.ours else self.sub
 
 
 class TokenExchangeGrant(OstiaryGrantMixin, BaseGrant, TokenEndpointMixin):
     GRANT_TYPE = TOKEN_EXCHANGE
 
     def validate_token_request(self):
-        """RFC 8693 §2.1 parameters, then the narrowing rules, then the intent policy."""
+        """RFC 8693 §2.1 parameters, then the narrowing rules and the approval, then the intent policy."""
         client = self.authenticate_for_grant()
         form = self.request.payload.data
         for name in ("subject_token", "subject_token_type", "actor_token", "actor_token_type",
@@ -79,7 +63,7 @@ class TokenExchangeGrant(OstiaryGrantMixin, BaseGrant, TokenEndpointMixin):
         requested_type = form.get("requested_token_type")
         if requested_type and requested_type not in SUPPORTED_TOKEN_TYPES:
             raise InvalidRequestError(f"requested_token_type {safe_echo(requested_type)} is not supported; "
-                                      f"this server issues {ACCESS_TOKEN}")
+                                      f"this server issues {ACCESS_TOKEN_TYPE}")
         policy = self.policy()
         subject = self.presented(form["subject_token"], form["subject_token_type"], "subject_token", policy)
         actor = None
@@ -92,6 +76,7 @@ class TokenExchangeGrant(OstiaryGrantMixin, BaseGrant, TokenEndpointMixin):
         act, delegation = self.acting_party(policy, subject, actor, task["intent"])
         scopes = self.narrowed_scopes(subject)
         audience = self.narrowed_audience(subject)
+        self.enforce_approval(scopes, [audience])
         decision = self.enforce(policy.decide_task(client_id=client.client_id, owner=client.approval.owner,
                                                    task=task, scopes=scopes))
         ttl = min(self.base_ttl(), subject.exp - int(clock.timestamp()), decision.max_ttl)
@@ -102,7 +87,7 @@ class TokenExchangeGrant(OstiaryGrantMixin, BaseGrant, TokenEndpointMixin):
 
     def create_token_response(self):
         ex, decision = self.exchange, self.request.decision
-        subject: Presented = ex["subject"]
+        subject: PresentedToken = ex["subject"]
         client = self.client
         task = None
         task_id = subject.row.task_id if subject.ours and subject.task else None
@@ -120,7 +105,7 @@ class TokenExchangeGrant(OstiaryGrantMixin, BaseGrant, TokenEndpointMixin):
                               audience=[ex["audience"]], ttl=ex["ttl"], grant_type=self.GRANT_TYPE,
                               owner=client.approval.owner, extra_claims=extra,
                               parent_jti=subject.row.jti if subject.ours else None, task_id=task_id)
-        minted.extra = {"issued_token_type": ACCESS_TOKEN, "authorization_details": [ex["task"]],
+        minted.extra = {"issued_token_type": ACCESS_TOKEN_TYPE, "authorization_details": [ex["task"]],
                         "task_id": task_id}
         policy_event = {"event_type": "policy.decision", "actor": decision.actor, "client_id": client.client_id,
                         "jti": minted.row["jti"], "task_id": task_id, "decision": "allow",
@@ -133,12 +118,12 @@ class TokenExchangeGrant(OstiaryGrantMixin, BaseGrant, TokenEndpointMixin):
 
     # -- the steps, each raising the RFC error it is about ------------------------------------
 
-    def presented(self, token: str, token_type: str, name: str, policy) -> Presented:
+    def presented(self, token: str, token_type: str, name: str, policy) -> PresentedToken:
         """An access token this server issued and that is still active, or a workload JWT from
         a trusted issuer (``…:jwt`` only) that a policy ``[[workload]]`` rule binds to the caller."""
         if token_type not in SUPPORTED_TOKEN_TYPES:
             raise InvalidRequestError(f"{name}_type {safe_echo(token_type)} is not supported; use "
-                                      f"{ACCESS_TOKEN} or {JWT}")
+                                      f"{ACCESS_TOKEN_TYPE} or {JWT_TOKEN_TYPE}")
         claims = rfc9068.verify(token)
         if claims is not None:
             row = tokens.lookup(claims["jti"])
@@ -147,12 +132,10 @@ class TokenExchangeGrant(OstiaryGrantMixin, BaseGrant, TokenEndpointMixin):
             reason = tokens.inactive_reason(row)
             if reason:
                 raise InvalidGrantError(f"the {name} is not active ({reason})")
-            details = claims.get("authorization_details") or [None]
-            return Presented(sub=claims["sub"], exp=claims["exp"], claims=claims, row=row,
-                             scopes=row.scope.split(), audiences=list(row.audience), task=details[0])
+            return PresentedToken(claims, row)
         if workload.unverified_issuer(token) == current_app.config["ISSUER"]:
             raise InvalidGrantError(f"the {name} is expired or does not verify")
-        if token_type != JWT:
+        if token_type != JWT_TOKEN_TYPE:
             raise InvalidGrantError(f"the {name} was not issued by this server")
         try:
             claims = workload.verify(token)
@@ -162,9 +145,9 @@ class TokenExchangeGrant(OstiaryGrantMixin, BaseGrant, TokenEndpointMixin):
         if binding is None:
             raise InvalidGrantError(f"no policy workload rule lets this client present "
                                     f"{safe_echo(claims['sub'], 200)} from {safe_echo(claims['iss'], 200)}")
-        return Presented(sub=claims["sub"], exp=claims["exp"], claims=claims, binding=binding.name)
+        return PresentedToken(claims, binding=binding.name)
 
-    def requested_task(self, raw: str | None, subject: Presented) -> dict:
+    def requested_task(self, raw: str | None, subject: PresentedToken) -> dict:
         """The agent_task asked for; a task token's task is inherited, field by field where the
         request leaves one out, and can only narrow."""
         try:
@@ -190,7 +173,7 @@ class TokenExchangeGrant(OstiaryGrantMixin, BaseGrant, TokenEndpointMixin):
             log.error("intent policy unusable: %s", exc)
             raise PolicyUnavailableError() from None
 
-    def acting_party(self, policy, subject: Presented, actor: Presented | None, intent: str):
+    def acting_party(self, policy, subject: PresentedToken, actor: PresentedToken | None, intent: str):
         """RFC 8693 §4.1 ``act``: who acts for the subject, if anyone other than its holder.
 
         Allowed when the subject token's ``may_act`` (§4.4) names the caller (or actor), or a
@@ -218,22 +201,24 @@ class TokenExchangeGrant(OstiaryGrantMixin, BaseGrant, TokenEndpointMixin):
             act["act"] = held_act  # RFC 8693 §4.1: nested for a chain of delegation
         return act, ("may_act" if named else f"policy:{rule.name}")
 
-    def narrowed_scopes(self, subject: Presented) -> list[str]:
+    def narrowed_scopes(self, subject: PresentedToken) -> list[str]:
+        """The scopes asked for, or else those the subject token and the approval share, never
+        wider than the subject token's; the approval is ``enforce_approval``'s to check. A
+        workload JWT holds no scopes: only the approval bounds what it gets."""
         approved = self.client.approval.scopes
         held = subject.scopes if subject.ours else approved
         scopes = self.requested_scopes() or [s for s in held if s in approved]
-        wider = sorted(set(scopes) - set(held))
+        wider = sorted(set(scopes) - set(held)) if subject.ours else []
         if wider:
             raise InvalidScopeError(f"exchange only narrows: scope {safe_echo(' '.join(wider))} is not in "
                                     "the subject_token")
-        unapproved = sorted(set(scopes) - set(approved))
-        if unapproved:
-            raise InvalidScopeError(f"scope {safe_echo(' '.join(unapproved))} is not in the client's approval")
         if not scopes:
             raise InvalidScopeError("no scope left: the subject_token and the approval share none")
         return sorted(set(scopes))
 
-    def narrowed_audience(self, subject: Presented) -> str:
+    def narrowed_audience(self, subject: PresentedToken) -> str:
+        """The one audience asked for, or else the one the subject token and the approval share,
+        never outside the subject token's; as for scopes, the approval is checked after."""
         approved = self.client.approval.audiences
         asked = self.requested_audiences()
         if len(asked) > 1:
@@ -243,14 +228,11 @@ class TokenExchangeGrant(OstiaryGrantMixin, BaseGrant, TokenEndpointMixin):
             candidates = [a for a in held if a in approved]
             if len(candidates) != 1:
                 raise InvalidTargetError("name the one resource (or audience) this task token is for")
-            asked = candidates
-        audience = asked[0]
-        if audience not in held:
-            raise InvalidTargetError(f"exchange only narrows: {safe_echo(audience)} is not an audience of "
+            return candidates[0]
+        if subject.ours and asked[0] not in held:
+            raise InvalidTargetError(f"exchange only narrows: {safe_echo(asked[0])} is not an audience of "
                                      "the subject_token")
-        if audience not in approved:
-            raise InvalidTargetError(f"audience {safe_echo(audience)} is not in the client's approval")
-        return audience
+        return asked[0]
 
 
 def _chain_length(act: dict) -> int:

@@ -19,11 +19,13 @@ from typing import NamedTuple
 from joserfc.jwk import ECKey, KeySet, RSAKey
 from sqlalchemy import or_, select
 
-from .. import audit, clock, dbapi
-from ..extensions import db
-from ..models import SigningKey
-from ..models.key import ACTIVE, NEXT, PUBLISHED, RETIRED, RETIRING
-from . import crypto
+from app import audit
+from app.db import dbapi
+from app.extensions import db
+from app.models import SigningKey
+from app.models.key import ACTIVE, NEXT, PUBLISHED, RETIRED, RETIRING
+from app.signing import crypto
+from app.support import clock
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +86,7 @@ class KeyRecord(NamedTuple):
 
 
 _KEY = SigningKey.__table__
-# On the driver in autocommit (app.dbapi): the refresh runs inside token requests, inline on the
+# On the driver in autocommit (app.db.dbapi): the refresh runs inside token requests, inline on the
 # event loop, where an ORM transaction on SQLite would begin by waiting for the write lock.
 LOAD_PUBLISHED = (select(*(_KEY.c[name] for name in KeyRecord._fields))
                   .where(or_(*(_KEY.c.state == state for state in PUBLISHED)))  # (IN expands at run time)
@@ -139,6 +141,19 @@ class KeyStore:
     def verification_keys(self) -> KeySet:
         self.refresh()
         return self._public
+
+    def opened_keys(self) -> KeySet:
+        """The public keys of every stored key that the key-encryption key opens, whatever its
+        state: a key row added by someone with the database alone is not among them."""
+        keys = []
+        for row in db.session.execute(select(SigningKey)).scalars():
+            try:
+                key = open_key(self._aead, row)
+            except crypto.WrongKeyEncryptionKey:
+                log.warning("signing key %s does not open with the key-encryption key; not trusted", row.kid)
+                continue
+            keys.append({**key.as_dict(private=False), "kid": row.kid, "alg": row.alg})
+        return KeySet.import_key_set({"keys": keys})
 
     def _decrypt(self, row: KeyRecord):
         if row.kid not in self._private:

@@ -1,9 +1,10 @@
-"""Trusted issuers: software publishers (statements) and workload-identity issuers."""
+"""Trusted issuers (``app.trust``): software publishers, their spent statement jtis, and
+workload-identity issuers."""
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ..extensions import db
-from .types import UTCDateTime
+from app.extensions import db
+from app.models.types import UTCDateTime
 
 
 class Publisher(db.Model):
@@ -38,14 +39,3 @@ class WorkloadIssuer(db.Model):
     algorithms: Mapped[list] = mapped_column(JSON)
     subject_pattern: Mapped[str | None] = mapped_column(String(255))  # fnmatch on `sub`; empty: any
     created_at = mapped_column(UTCDateTime, nullable=False)
-
-
-class InitialAccessToken(db.Model):
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    max_uses: Mapped[int] = mapped_column(Integer)
-    uses: Mapped[int] = mapped_column(Integer, default=0)
-    expires_at = mapped_column(UTCDateTime, nullable=False)
-    created_at = mapped_column(UTCDateTime, nullable=False)
-    created_by: Mapped[str] = mapped_column(String(255))
-    note: Mapped[str | None] = mapped_column(Text)

@@ -3,7 +3,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask import current_app
 
-from .extensions import db
+from app.extensions import db
 
 
 def current_revision() -> str | None:

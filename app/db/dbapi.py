@@ -3,10 +3,10 @@
 Each issuance is one client read and a share of one group-committed write
 (``app.oauth.group_commit``); introspection and token exchange also read the presented
 token. Through SQLAlchemy's execution machinery (execution contexts, events, result
-objects) each statement cost more CPU than the query itself. Statements are still
-SQLAlchemy Core, compiled once per dialect, and values pass through the column types' own
-bind and result processors, so what is written and read here is exactly what the ORM
-writes and reads.
+objects) each statement costs more than the query itself (docs/performance.md).
+Statements are still SQLAlchemy Core, compiled once per dialect, and values pass through
+the column types' own bind and result processors, so what is written and read here is
+exactly what the ORM writes and reads.
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.sql import ClauseElement, Insert
 
-from . import inline
-from .extensions import db
+from app.extensions import db
+from app.support import inline
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ IDLE_SECONDS, RECYCLE_SECONDS = 10, 1800
 
 
 class _LoopReader:
-    """Inline requests (``app.inline``) run one at a time on the event loop's thread, and none
+    """Inline requests (``app.support.inline``) run one at a time on the event loop's thread, and none
     waits in the middle of a read, so the loop keeps one connection for their reads instead of
     checking one out of the pool, resetting it and returning it for every request."""
 
@@ -176,7 +176,7 @@ def transaction():
     """A ``Transaction`` committed at the end of the block, rolled back if it raises.
 
     SQLite: ``BEGIN IMMEDIATE`` (the write lock first) in its turn, as every transaction there
-    (``app.sqlite_writers``). PostgreSQL: psycopg's pipeline mode, so statements whose results
+    (``app.db.sqlite_writers``). PostgreSQL: psycopg's pipeline mode, so statements whose results
     are not read (and the COMMIT) leave together: a group's write is one round trip and its
     commit, not one round trip per statement."""
     sqlite = db.engine.dialect.name == "sqlite"

@@ -1,10 +1,10 @@
 """SQLite's write transactions take turns, in the order they asked.
 
 Every transaction on SQLite begins with ``BEGIN IMMEDIATE``: the write lock first
-(``app._configure_engine``). SQLite's own wait for that lock is a sleep-and-retry loop (1, 2,
+(``app.db.engine.configure``). SQLite's own wait for that lock is a sleep-and-retry loop (1, 2,
 5, 10 … 100 ms), so under contention a waiter sleeps through the moments the lock is free and
-later arrivals overtake it: registrations at 16 connections waited up to 1.5 s (the README's
-benchmark diary, step 25). Here a transaction queues for its turn before it asks SQLite: the threads of one process on
+later arrivals overtake it, and one unlucky waiter can wait for seconds (docs/performance.md).
+Here a transaction queues for its turn before it asks SQLite: the threads of one process on
 a lock, the processes on ``flock``, whose waiters the kernel wakes as soon as it is released.
 The turn ends when the transaction does, however it ends: commit, rollback (SQLAlchemy's, or
 the pool's reset on return) or close (the pool's invalidation). SQLite's lock still does the

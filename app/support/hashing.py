@@ -2,7 +2,7 @@
 
 A slow password hash would be wasted on 256-bit random secrets and would cap the token
 endpoint at a few dozen requests a second (docs/architecture.md, "The token endpoint's
-budget"); argon2 is for human passwords (``app.admins``).
+budget"); argon2 is for human passwords (``app.console.admins``).
 """
 from __future__ import annotations
 

@@ -17,9 +17,10 @@ from argon2.exceptions import InvalidHashError, VerifyMismatchError
 from flask import current_app
 from sqlalchemy import delete, select
 
-from . import audit, clock
-from .extensions import db
-from .models import Admin, LoginFailure
+from app import audit
+from app.extensions import db
+from app.models import Admin, LoginFailure
+from app.support import clock
 
 _hasher = PasswordHasher()
 # Compared against when the username is unknown, so timing does not reveal which names exist.

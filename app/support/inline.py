@@ -1,6 +1,6 @@
 """Synchronous code run inline on an asyncio event loop, able to wait without blocking it.
 
-The ASGI front (``app.serving``) runs a token request's synchronous code (Flask, Authlib,
+The ASGI front (``app.http.serving``) runs a token request's synchronous code (Flask, Authlib,
 the database driver) on the loop's thread, in a greenlet of its own. Where that code must
 wait for something that other requests share, the group commit of its issuance, it calls
 ``wait_for()``: the greenlet hands the awaitable to the loop, which serves other requests

@@ -1,4 +1,5 @@
-"""Public key sets that clients and publishers register (RFC 7591 §2 ``jwks``, RFC 7517).
+"""Public key sets that others register with Ostiary: clients (RFC 7591 §2 ``jwks`` or
+``jwks_uri``), software publishers and workload issuers (RFC 7517).
 
 Only public, asymmetric signing keys are accepted: a key set with private
 members would leak the client's key to everyone who can read the registration
@@ -14,7 +15,7 @@ import logging
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, import_key
 
-from .. import fetch
+from app.support import fetch
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,8 @@ CURVES = {"EC": {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"},
 ASYMMETRIC_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 MIN_RSA_BITS = 2048
 MAX_KEYS = 10
+IMPORTED_SIZE = 1000  # key set documents remembered imported; past that the memo starts again empty
+_imported: dict[int, tuple[dict, KeySet]] = {}  # id(document) -> (document, its keys)
 
 
 class KeySetError(ValueError):
@@ -32,10 +35,37 @@ class KeySetError(ValueError):
 
 
 def resolve_jwks(jwks: dict | None, jwks_uri: str | None) -> KeySet:
-    """The key set registered inline, or fetched from ``jwks_uri`` through ``app.fetch`` (SSRF
-    guards, size and time limits, a cache), checked as at registration.
-    Raises ``KeySetError`` or ``fetch.FetchError``."""
-    return check_jwks(jwks if jwks is not None else fetch.fetch_json(jwks_uri))
+    """The key set registered inline, or fetched from ``jwks_uri`` through ``app.support.fetch``
+    (SSRF guards, size and time limits, a cache), checked as at registration (asymmetric,
+    public, sound). Raises ``KeySetError`` or ``fetch.FetchError``."""
+    return _checked(jwks if jwks is not None else fetch.fetch_json(jwks_uri))
+
+
+def registered_keys(jwks: dict | None, jwks_uri: str | None) -> KeySet | None:
+    """``resolve_jwks``, or None (logged) when there are no keys or they cannot be used."""
+    if not jwks and not jwks_uri:
+        return None
+    try:
+        return resolve_jwks(jwks or None, jwks_uri)
+    except (KeySetError, fetch.FetchError) as exc:
+        log.warning("registered keys at %r unusable: %s", jwks_uri or "inline jwks", exc)
+    return None
+
+
+def _checked(document: dict) -> KeySet:
+    """``check_jwks(document)``, once per document object: a cached client record
+    (``app.oauth.clients``) and the fetch cache hand out the same object every time, and
+    importing a key set would cost a ``private_key_jwt`` request on every call, a sizeable
+    share of its assertion's check (docs/performance.md). The entry holds the document, so
+    its id is not reused while it is kept."""
+    entry = _imported.get(id(document))
+    if entry is not None and entry[0] is document:
+        return entry[1]
+    keys = check_jwks(document)
+    if len(_imported) >= IMPORTED_SIZE:
+        _imported.clear()
+    _imported[id(document)] = (document, keys)
+    return keys
 
 
 def check_jwks(jwks) -> KeySet:

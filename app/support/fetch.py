@@ -29,8 +29,8 @@ import requests
 from flask import current_app
 from requests.adapters import HTTPAdapter
 
-from . import clock, inline
-from .untrusted_json import UntrustedJSONError, loads
+from app.support import clock, inline
+from app.support.untrusted_json import UntrustedJSONError, loads
 
 log = logging.getLogger(__name__)
 

@@ -2,12 +2,14 @@
 
 The machine requests that only read, or whose one write is an issuance's group commit, run
 inline on the event loop: token requests, introspection, the JWKS and discovery. The WSGI
-app is called in a greenlet (``app.inline``), and while an issuance waits for its group
+app is called in a greenlet (``app.support.inline``), and while an issuance waits for its group
 commit the loop serves other requests, which join the next group. No thread is handed these
 requests, so none contends for the GIL with another, which under gunicorn's threaded worker
-cost more than the protocol work itself. Every other request goes to the same WSGI app
-through a2wsgi's thread pool: the console, registration, revocation and task end write
-through the ORM and may wait for locks or remote fetches, which must not stop the loop.
+cost more than the protocol work itself
+(docs/decisions/0002-the-token-endpoint-keeps-its-event-loop-front.md). Every other request
+goes to the same WSGI app through a2wsgi's thread pool: the console, registration,
+revocation and task end write through the ORM and may wait for locks or remote fetches,
+which must not stop the loop.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from a2wsgi.wsgi import build_environ
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import inline
+from app.support import inline
 
 INLINE = {("POST", "/token"), ("POST", "/introspect"), ("GET", "/jwks.json"),
           ("GET", "/.well-known/oauth-authorization-server"), ("GET", "/.well-known/openid-configuration")}
