@@ -71,6 +71,8 @@ def create_app(overrides: dict | None = None, *, dev: bool = False, check: bool 
     oauth.init_app(app)
     from app import console
     console.init_app(app)
+    from app import people
+    people.init_app(app)
 
     from app.audit import sequencer
     sequencer.init_app(app)

@@ -23,6 +23,7 @@ from app.console import admins
 from app.console.cli import admin_group
 from app.db.schema import current_revision, head_revision
 from app.oauth.cli import task_group
+from app.people.cli import user_group
 from app.registration.cli import client_group, iat_group, registration_group
 from app.signing.cli import keys_group
 from app.signing.store import ensure_keys
@@ -102,5 +103,5 @@ def init_command():
 
 
 for _group in (admin_group, audit_group, client_group, iat_group, keys_group, publisher_group,
-               registration_group, task_group, workload_issuer_group):
+               registration_group, task_group, user_group, workload_issuer_group):
     main.add_command(_group)

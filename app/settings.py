@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from app.support.protocol import (
     CLIENT_SECRET_BASIC,
     CLIENT_SECRET_POST,
+    NONE,
     PRIVATE_KEY_JWT,
 )
 
@@ -38,8 +39,9 @@ DEFAULTS: dict[str, object] = {
     # caps and the failed-login count are in the database and stay whole meanwhile.
     "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
     "LOGIN_RATE_LIMIT": "10 per minute",  # per address, in the limiter's storage: a coarse first gate
-    # Failed console logins, counted in the database (so across workers and instances) over a
-    # sliding window. Over either limit a login is refused before its password is checked.
+    # Failed logins (the console's and, counted apart, the people's sign-in), in the database (so
+    # across workers and instances) over a sliding window. Over either limit a login is refused
+    # before its password is checked.
     # Per account above per address, so that one address alone cannot lock an administrator out.
     "LOGIN_FAILURE_WINDOW": 15 * 60,
     "LOGIN_MAX_FAILURES_PER_ADDRESS": 10,
@@ -48,7 +50,24 @@ DEFAULTS: dict[str, object] = {
     "PENDING_CAP_PER_ADDRESS": 20,
     "PENDING_CAP_PER_PUBLISHER": 200,
     "CLIENT_SECRET_TTL": 90 * 24 * 3600,
-    "ALLOWED_AUTH_METHODS": [PRIVATE_KEY_JWT, CLIENT_SECRET_BASIC, CLIENT_SECRET_POST],
+    # "none": public clients (native and browser agents acting for a person), which may use
+    # only the authorization code grant, with PKCE, and refresh tokens (protocol.py)
+    "ALLOWED_AUTH_METHODS": [PRIVATE_KEY_JWT, CLIENT_SECRET_BASIC, CLIENT_SECRET_POST, NONE],
+    "AUTHORIZATION_CODE_TTL": 300,  # seconds; RFC 6749 §4.1.2 recommends at most ten minutes
+    "REFRESH_TOKEN_TTL": 14 * 24 * 3600,  # a family's life from its first use; each use rotates it
+    # Approvals (app.registration.lifecycle, app.registration.approvals): the expiry and review
+    # dates the console and `ostiary registration approve` propose; how long before its review
+    # date a client joins the review queue; how long past it an unrenewed client keeps working
+    # before the sweep suspends it; the assurance level from which every approval needs an
+    # evidence reference, whatever its proofing method.
+    "APPROVAL_DAYS": 90,
+    "REVIEW_DAYS": 30,
+    "REVIEW_WINDOW_DAYS": 14,
+    "REVIEW_GRACE_DAYS": 14,
+    "EVIDENCE_REQUIRED_FROM_LEVEL": 2,
+    # After a client secret is rotated, the previous one keeps working this many seconds (0: it
+    # stops at once), so that a client can be given its new secret without an outage.
+    "SECRET_ROTATION_GRACE": 24 * 3600,
     "AUTO_APPROVE": False,
     "AUTO_APPROVE_TTL": 30 * 24 * 3600,  # how long a policy approval lasts before review
     "FETCH_ALLOW_HTTP_LOOPBACK": False,
@@ -60,6 +79,9 @@ DEFAULTS: dict[str, object] = {
     "POLICY_FILE": "",  # empty: config/policy.toml shipped with Ostiary
     "INCLUDE_OWNER_IN_TOKENS": True,
     "CONSOLE_SESSION_MINUTES": 30,
+    # A person's session (app.people.session) ends this long after the sign-in, whatever the
+    # person does meanwhile.
+    "PERSON_SESSION_MINUTES": 15,
     # The audit trail's sequencer (app.audit.sequencer): how often each server process looks
     # for events to seal (0: never by itself; `ostiary audit seal` does it), and how often at
     # most it signs a checkpoint of what it sealed.
@@ -118,6 +140,13 @@ def load(overrides: dict | None = None, environ=None) -> dict:
         # No "0 is off": a console without a failed-login limit is not a configuration to offer.
         if not isinstance(values[name], int) or isinstance(values[name], bool) or values[name] < 1:
             raise SettingsError(f"{ENV_PREFIX}{name} must be a whole number of at least 1")
+    for name in ("APPROVAL_DAYS", "REVIEW_DAYS", "REVIEW_WINDOW_DAYS", "REVIEW_GRACE_DAYS",
+                 "EVIDENCE_REQUIRED_FROM_LEVEL", "SECRET_ROTATION_GRACE"):
+        if not isinstance(values[name], int) or isinstance(values[name], bool) or values[name] < 0:
+            raise SettingsError(f"{ENV_PREFIX}{name} must be a whole number")
+    if not 1 <= values["REVIEW_DAYS"] <= values["APPROVAL_DAYS"] <= 3 * 365:
+        raise SettingsError(f"{ENV_PREFIX}REVIEW_DAYS must be at least 1 and at most "
+                            f"{ENV_PREFIX}APPROVAL_DAYS, itself at most three years (1095 days)")
     return values
 
 

@@ -155,3 +155,37 @@ def software_statement(key: ECKey, *, issuer: str = PUBLISHER, header: dict | No
     body.update(claims)
     body = {k: v for k, v in body.items() if v is not None}
     return jwt.encode({"alg": alg, "kid": key.kid, **(header or {})}, body, key, algorithms=[alg])
+
+
+def clone_clients(made: Made, n: int, *, start=None, step: timedelta = timedelta(minutes=1),
+                  **columns) -> list[str]:
+    """``n`` copies of a client ``make_client`` made (its approval too), inserted with one
+    statement per table: thousands in a second, where ``register()`` would take minutes. Each
+    copy has an id of its own and is created ``step`` after the one before, the first at
+    ``start`` (default: ``n`` steps before now); ``columns`` override the client's values
+    (``client_name="agent {i}"`` is formatted with each copy's number). Returns the ids,
+    oldest first."""
+    from sqlalchemy import bindparam, insert, update
+
+    from app.models import Approval, Client
+    client = db.session.get(Client, made.client_id)
+    row = {c.key: getattr(client, c.key) for c in Client.__mapper__.column_attrs}
+    approval = client.approval
+    approval_row = ({c.key: getattr(approval, c.key) for c in Approval.__mapper__.column_attrs if c.key != "id"}
+                    if approval else None)
+    start = start or clock.now() - step * n
+    clients = []
+    for i in range(n):
+        copy = {**row, "client_id": f"{made.client_id[:20]}{i:012d}", "created_at": start + step * i,
+                "updated_at": start + step * i, "approval_id": None}
+        copy.update({k: v.format(i=i) if isinstance(v, str) else v for k, v in columns.items()})
+        clients.append(copy)
+    db.session.execute(insert(Client), clients)
+    if approval_row is not None:
+        ids = db.session.scalars(insert(Approval).returning(Approval.id, sort_by_parameter_order=True),
+                                 [{**approval_row, "client_id": c["client_id"]} for c in clients]).all()
+        db.session.execute(update(Client.__table__).where(Client.__table__.c.client_id == bindparam("cid"))
+                           .values(approval_id=bindparam("aid")),
+                           [{"cid": c["client_id"], "aid": a} for c, a in zip(clients, ids)])
+    db.session.commit()
+    return [c["client_id"] for c in clients]

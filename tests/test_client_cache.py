@@ -2,6 +2,7 @@
 record that the database no longer holds, and no refusal rests on one; either way the
 request is answered from a fresh read, and written once."""
 import dataclasses
+from datetime import timedelta
 
 import pytest
 
@@ -9,6 +10,7 @@ from app.extensions import db
 from app.models import AssertionJti, AuditEvent, Client, IssuedToken
 from app.oauth import clients
 from app.registration import lifecycle
+from app.support import clock
 from app.trust import keysets
 
 from .factories import ACTOR, count, make_client
@@ -49,11 +51,13 @@ def test_a_client_suspended_elsewhere_gets_no_token_from_its_cached_record(new_a
     assert cached(app, made) is None
 
 
+@pytest.mark.parametrize("settings", [{"SECRET_ROTATION_GRACE": 0}])
 def test_a_rotated_secret_works_at_once_and_the_old_one_does_not(new_agent, app):
     made = make_client(auth_method="client_secret_basic")
     assert new_agent(made).token().status_code == 200
     assert cached(app, made) is not None  # still holds the old secret's hash
-    secret, _ = lifecycle.rotate_secret(made.client_id, actor=ACTOR)
+    secret, _, previous_until = lifecycle.rotate_secret(made.client_id, actor=ACTOR)
+    assert previous_until is None
     old = new_agent(made).token()
     assert old.status_code == 401 and old.get_json()["error"] == "invalid_client"
     new = new_agent(dataclasses.replace(made, client_secret=secret)).token()
@@ -78,7 +82,7 @@ def test_no_refusal_rests_on_a_cached_record_when_a_request_names_two_clients(cl
     the request is answered as from fresh reads, where the Basic client authenticates."""
     basic, other = make_client(auth_method="client_secret_basic"), make_client()
     assert new_agent(basic).token().status_code == 200
-    secret, _ = lifecycle.rotate_secret(basic.client_id, actor=ACTOR)
+    secret, _, _ = lifecycle.rotate_secret(basic.client_id, actor=ACTOR)
     form, _ = auth(other, "https://not-this-server.example")
     response = client.post("/token", data={"grant_type": "client_credentials", **form},
                            headers=auth(dataclasses.replace(basic, client_secret=secret), "")[1])
@@ -163,3 +167,21 @@ def test_an_assertion_authenticated_introspection_reads_its_caller_fresh(new_age
     response = caller.post("/introspect", {})
     assert response.status_code == 400 and response.get_json()["error"] == "invalid_request", response.get_json()
     assert caller.introspect(issued).get_json()["active"] is True
+
+
+def test_the_previous_secret_works_from_the_cache_until_its_grace_ends(new_agent, app, fresh_reads):
+    """Rotated with a grace period: the old secret still gets tokens, on the cached record
+    too, and stops at its end time even though the cached record still holds its hash."""
+    made = make_client(auth_method="client_secret_basic")
+    secret, _, until = lifecycle.rotate_secret(made.client_id, actor=ACTOR)
+    grace = timedelta(seconds=app.config["SECRET_ROTATION_GRACE"])
+    assert abs(until - (clock.now() + grace)) < timedelta(seconds=5)
+    assert new_agent(made).token().status_code == 200
+    reads = len(fresh_reads)
+    assert new_agent(made).token().status_code == 200 and len(fresh_reads) == reads  # from the cache
+    assert cached(app, made).previous_secret_until == until
+    clock.advance(app.config["SECRET_ROTATION_GRACE"])
+    old = new_agent(made).token()
+    assert old.status_code == 401 and old.get_json()["error"] == "invalid_client"
+    assert new_agent(dataclasses.replace(made, client_secret=secret)).token().status_code == 200
+    assert count(IssuedToken, client_id=made.client_id) == 3

@@ -65,21 +65,27 @@ def test_pending_queue_groups_by_provenance_and_denies_a_group(console):
     assert "claims software flooder, from 198.51.100.7" in page and "— 3 registrations" in page
     assert "lonely agent" in page and "— 1 registration\n" in page
     assert page.index("flooder") < page.index("lonely agent")  # the largest group first
-    assert len(re.findall(r'<label for="reason-\d+">', page)) == 2
-    response = console.client.post("/console/pending/deny", data={
-        "csrf_token": csrf_token(page), "client_ids": " ".join(flood), "reason": "registration flood"})
+    assert "Deny all 3 registrations in this group…" in page and "Deny this registration…" in page
+    confirm = console.client.post("/console/bulk/confirm", data={
+        "csrf_token": csrf_token(page), "action": "deny", "back": "/console/pending", "client_id": flood})
+    assert confirm.status_code == 200 and [status_of(c) for c in flood] == ["pending"] * 3
+    html = confirm.get_data(as_text=True)
+    response = console.client.post("/console/bulk", data={
+        "csrf_token": csrf_token(html), "action": "deny", "client_ids": " ".join(flood), "back": "/console/pending",
+        "reason": "registration flood"})
     assert response.status_code == 303
     assert [status_of(c) for c in flood] == ["denied"] * 3
     assert status_of(other) == "pending"
     assert events("client.denied", only="actor") == ["admin:alice"] * 3
-    assert "Denied 3 registrations." in console.client.get("/console/pending").get_data(as_text=True)
+    assert "Denied 3 clients." in console.client.get("/console/pending").get_data(as_text=True)
 
 
 def test_deny_group_without_reason_changes_nothing(console):
     made = make_client(status="pending").client_id
     page = console.client.get("/console/pending").get_data(as_text=True)
-    console.client.post("/console/pending/deny", data={"csrf_token": csrf_token(page), "client_ids": made})
-    assert status_of(made) == "pending"
+    response = console.client.post("/console/bulk", data={"csrf_token": csrf_token(page), "action": "deny",
+                                                          "client_ids": made})
+    assert response.status_code == 400 and status_of(made) == "pending"
 
 
 def test_client_metadata_is_escaped_and_links_are_inert_unless_https(console):
@@ -174,13 +180,13 @@ def test_suspend_reactivate_retire(console):
     made = make_client(status="active")
     url = f"/console/clients/{made.client_id}"
     token = csrf_token(console.client.get(url).get_data(as_text=True))
-    console.client.post(url + "/suspend", data={"csrf_token": token, "reason": "leaked key"})
+    console.client.post(url + "/suspend", data={"csrf_token": token, "reason": "leaked key", "confirmed": "yes"})
     assert status_of(made.client_id) == "suspended"
     page = console.client.get(url).get_data(as_text=True)
     assert "Suspended test agent." in page and "leaked key" in page
     console.client.post(url + "/reactivate", data={"csrf_token": token})
     assert status_of(made.client_id) == "active"
-    console.client.post(url + "/retire", data={"csrf_token": token})
+    console.client.post(url + "/retire", data={"csrf_token": token, "confirmed": "yes"})
     assert status_of(made.client_id) == "retired"
     assert events("client.suspended", only="actor") == ["admin:alice"]
     assert events("client.reactivated", only="actor") == ["admin:alice"]
@@ -208,7 +214,7 @@ def test_rotate_secret_shows_it_once(console):
     made = make_client(auth_method="client_secret_basic", status="active")
     url = f"/console/clients/{made.client_id}"
     token = csrf_token(console.client.get(url).get_data(as_text=True))
-    response = console.client.post(url + "/rotate-secret", data={"csrf_token": token})
+    response = console.client.post(url + "/rotate-secret", data={"csrf_token": token, "confirmed": "yes"})
     secret = re.search(r'<p class="secret"><code>([^<]+)</code>', response.get_data(as_text=True)).group(1)
     assert secret != made.client_secret and response.headers["Cache-Control"] == "no-store"
     assert secret not in console.client.get(url).get_data(as_text=True)

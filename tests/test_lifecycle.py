@@ -38,7 +38,7 @@ def approval_args(**override):
     args = dict(version=1, owner="team", purpose="p", scopes=["read"], audiences=["https://api.example.com"],
                 max_token_ttl=300, expires_at=clock.now() + timedelta(days=30),
                 review_at=clock.now() + timedelta(days=10), assurance_level=1,
-                proofing_method="in_person", evidence=None, actor="admin:a")
+                proofing_method="in_person", evidence="ticket-7", actor="admin:a")
     args.update(override)
     return args
 
@@ -118,7 +118,13 @@ def test_suspend_reactivate_and_reactivate_refused_after_expiry(app):
         lifecycle.reactivate(made.client_id, actor="admin:a")
     assert events(client_id=made.client_id, only="event_type")[-3:] == [
         "client.suspended", "client.reactivated", "client.suspended"]
-    assert lifecycle.expire_due() == 1 and status(made.client_id) == "expired"
+    # The sweep keeps the suspension and its reason, and records the expiry beside it, once.
+    assert lifecycle.expire_due() == 1 and status(made.client_id) == "suspended"
+    client = db.session.get(Client, made.client_id)
+    assert client.status_reason == "again" and client.approval_expired_at is not None
+    assert lifecycle.expire_due() == 0
+    [expired] = events("client.expired", client_id=made.client_id)
+    assert expired.data["status_kept"] == "suspended"
 
 
 def test_expire_due_only_touches_clients_past_their_approval(app):
@@ -151,7 +157,7 @@ def test_retire_revokes_every_token(app):
 def test_rotate_secret(app):
     from app.support import hashing
     made = make_client(auth_method="client_secret_basic")
-    secret, expires_at = lifecycle.rotate_secret(made.client_id, actor="admin:a")
+    secret, expires_at, _ = lifecycle.rotate_secret(made.client_id, actor="admin:a")
     client = db.session.get(Client, made.client_id)
     assert hashing.verify(secret, client.secret_hash) and not hashing.verify(made.client_secret, client.secret_hash)
     assert expires_at > clock.now() and secret not in str(client.client_metadata)

@@ -32,3 +32,27 @@ def test_an_issued_token_writes_one_index_entry_per_query(app):
     # (PostgreSQL reports the unique constraint on seq as an index too; SQLite does not.)
     assert set(_indexes("audit_event")) - {"uq_audit_event_seq"} == {
         f"ix_audit_event_{name}" for name in ("at", "event_type", "actor", "client_id")}
+
+
+def test_0004_goes_down_and_up_again(tmp_path, new_pg_database):
+    """Revision 0004 (the approval lifecycle) downgrades to 0003 and upgrades again, on both
+    backends, on a database of its own."""
+    from flask_migrate import downgrade, upgrade
+
+    from app import create_app
+
+    from .conftest import _overrides
+    for url in (f"sqlite:///{tmp_path}/round-trip.db", new_pg_database()):
+        app = create_app(_overrides(tmp_path, url), check=False)
+        directory = app.extensions["migrate"].directory
+        with app.app_context():
+            upgrade(directory=directory, revision="0004")
+            assert {"previous_secret_hash", "previous_secret_until", "approval_expired_at"} <= {
+                c["name"] for c in inspect(db.engine).get_columns("client")}
+            assert {"change", "supersedes_id"} <= {c["name"] for c in inspect(db.engine).get_columns("approval")}
+            downgrade(directory=directory, revision="0003")
+            assert "previous_secret_hash" not in {c["name"] for c in inspect(db.engine).get_columns("client")}
+            assert "change" not in {c["name"] for c in inspect(db.engine).get_columns("approval")}
+            upgrade(directory=directory, revision="0004")
+            assert "approval_expired_at" in {c["name"] for c in inspect(db.engine).get_columns("client")}
+            db.engine.dispose()

@@ -204,6 +204,21 @@ def test_auto_approval_leaves_pending_what_the_assurance_does_not_cover(client, 
     assert register(client).json["status"] == "pending"  # self-asserted: never auto-approved
 
 
+@pytest.mark.parametrize("settings", [{"AUTO_APPROVE": True}])
+def test_auto_approval_never_grants_a_sensitive_scope(client, app, settings, tmp_path):
+    """A sensitive scope needs a person's confirmation (issue 22): the policy leaves it pending."""
+    scopes_file = tmp_path / "scopes.toml"
+    scopes_file.write_text('[levels.1]\nname="low"\n[levels.2]\nname="mid"\n'
+                           '[catalogue]\nproofing_methods=["software_statement"]\n'
+                           '[scopes.read]\n[scopes.payouts]\nsensitive=true\n')
+    app.config["SCOPES_FILE"] = str(scopes_file)
+    _, key = add_publisher(assurance_level=2)
+    assert register(client, software_statement(key, scope="read payouts", aud=app.config["ISSUER"],
+                                               jwks=public_jwks(CLIENT_KEY))).json["status"] == "pending"
+    assert register(client, software_statement(key, scope="read", aud=app.config["ISSUER"],
+                                               jwks=public_jwks(CLIENT_KEY))).json["status"] == "active"
+
+
 @pytest.mark.parametrize("settings", [{"AUTO_APPROVE": False}])
 def test_auto_approval_is_off_by_default(client, settings, app):
     from app.settings import DEFAULTS

@@ -179,11 +179,19 @@ def test_grant_type_must_be_registered(new_agent):
     assert response.get_json()["error"] == "unauthorized_client"
 
 
-@pytest.mark.parametrize("grant_type", ["password", "authorization_code", "refresh_token", ""])
+@pytest.mark.parametrize("grant_type", ["password", "implicit", "urn:ietf:params:oauth:grant-type:device_code", ""])
 def test_unsupported_grant_types(new_agent, grant_type):
     made = make_client()
     response = new_agent(made).post("/token", {"grant_type": grant_type})
     assert response.get_json()["error"] == "unsupported_grant_type"
+
+
+@pytest.mark.parametrize("grant_type", ["authorization_code", "refresh_token"])
+def test_a_machine_client_may_not_use_the_person_grants(new_agent, grant_type):
+    made = make_client()  # registered for client_credentials only
+    response = new_agent(made).post("/token", {"grant_type": grant_type, "code": "x", "refresh_token": "x"})
+    body = response.get_json()
+    assert body["error"] == "unauthorized_client" and grant_type in body["error_description"]
 
 
 @contextlib.contextmanager

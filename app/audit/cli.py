@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import timezone
+from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
 import click
@@ -93,16 +93,49 @@ def _keys(path: str | None) -> KeySet | None:
         raise ValueError(f"cannot read the key set in {path}: {exc}") from None
 
 
+class Moment(click.ParamType):
+    """An ISO 8601 date or date and time (``2026-03-01``, ``2026-03-01T12:00``,
+    ``2026-03-01T12:00:00+02:00``, ``…Z``), UTC when it names no zone. A date alone stands
+    for its whole day: as ``--since``, from its first moment; as ``--until``, to its last
+    (``end_of_day``). Anything else is refused with the forms it accepts."""
+
+    name = "date"
+
+    def __init__(self, end_of_day: bool = False):
+        self.end_of_day = end_of_day
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, datetime):
+            return value
+        text = str(value).strip()
+        try:
+            if len(text) == 10:  # YYYY-MM-DD
+                moment = datetime.combine(date.fromisoformat(text), time.min)
+                if self.end_of_day:
+                    moment += timedelta(days=1)
+            else:
+                moment = datetime.fromisoformat(text)
+        except ValueError:
+            self.fail(f"{value!r} is not a date: give YYYY-MM-DD, or a date and time such as "
+                      "2026-03-01T12:00:00 (UTC), 2026-03-01T12:00:00+02:00 or 2026-03-01T10:00:00Z",
+                      param, ctx)
+        return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
 @audit_group.command("export")
 @click.option("--client", "client_id", help="Only events about this client_id.")
 @click.option("--actor", help='Only events by this actor ("admin:alice", "client:…", "system").')
 @click.option("--type", "event_type", help="Only events of this type (e.g. token.issued).")
-@click.option("--since", type=click.DateTime(), help="Only events at or after this time (UTC if no zone).")
+@click.option("--since", type=Moment(), help="Only events at or after this time (a date: from its start; "
+                                             "UTC if no zone).")
+@click.option("--until", type=Moment(end_of_day=True),
+              help="Only events before this time (a date: up to its end, inclusive; UTC if no zone).")
 @with_appcontext
-def export_command(client_id, actor, event_type, since):
+def export_command(client_id, actor, event_type, since, until):
     """Write events as JSON Lines to standard output, oldest first."""
-    if since is not None and since.tzinfo is None:
-        since = since.replace(tzinfo=timezone.utc)
+    if since is not None and until is not None and until <= since:
+        raise click.BadParameter(f"--until ({until.isoformat()}) is not after --since ({since.isoformat()})",
+                                 param_hint="'--until'")
     n = trail.export_jsonl(sys.stdout, client_id=client_id, actor=actor, event_type=event_type,
-                           since=since)
+                           since=since, until=until)
     click.echo(f"exported {n} events", err=True)

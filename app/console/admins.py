@@ -7,46 +7,33 @@ whatever cookies of it are still around, is refused from then on.
 """
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
-from datetime import timedelta
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerifyMismatchError
-from flask import current_app
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from app import audit
 from app.extensions import db
 from app.models import Admin, LoginFailure
-from app.support import clock
+from app.support import clock, passwords
+from app.support.login_limits import FailedLogins, LoginThrottled
 
-_hasher = PasswordHasher()
-# Compared against when the username is unknown, so timing does not reveal which names exist.
-_DUMMY_HASH = _hasher.hash("not a password")
+_hasher = passwords.HASHER  # the one argon2id hasher, by the name a test counts its checks through
+_failures = FailedLogins(LoginFailure)  # the administrators' own count (app.support.login_limits)
 USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
-MIN_PASSWORD = 12
-WRONG = "wrong username or password"
+MIN_PASSWORD = passwords.MIN_LENGTH
+WRONG = passwords.WRONG
 
 
 class AdminError(ValueError):
     pass
 
 
-class LoginThrottled(Exception):
-    """Too many failed logins for the account or from the address within the window."""
-
-    def __init__(self, reason: str, retry_after: int):
-        super().__init__(reason)
-        self.reason, self.retry_after = reason, retry_after
-
-
 def create_admin(username: str, password: str, actor: str) -> Admin:
     if not USERNAME.match(username):
         raise AdminError("username must be 1-64 letters, digits or _ . @ -")
     _check_password(password)
-    password_hash = _hasher.hash(password)
+    password_hash = passwords.hash_password(password)
     if db.session.execute(select(Admin).where(Admin.username == username)).first():
         raise AdminError(f"admin {username!r} already exists")
     admin = Admin(username=username, password_hash=password_hash, created_at=clock.now())
@@ -59,13 +46,11 @@ def create_admin(username: str, password: str, actor: str) -> Admin:
 def set_password(username: str, password: str, actor: str) -> None:
     """A new password; every console session of the administrator ends with the old one."""
     _check_password(password)
-    password_hash = _hasher.hash(password)  # before the transaction: SQLite would hold its lock
+    password_hash = passwords.hash_password(password)  # before the transaction: SQLite would hold its lock
     admin = _get(username)
     admin.password_hash = password_hash
     _end_sessions(admin)
-    # The failures counted so far were guesses at the old password; clearing them is also how an
-    # operator lets an administrator back in who ran into the per-account limit.
-    db.session.execute(delete(LoginFailure).where(LoginFailure.username == username))
+    _failures.forget(username)  # guesses at the old password; and how an operator lets them back in
     audit.record("admin.password_changed", actor, data={"username": username})
     db.session.commit()
 
@@ -99,13 +84,6 @@ class SignedIn:
     session_generation: int
 
 
-@dataclass(frozen=True)
-class _Seen:
-    id: int
-    password_hash: str
-    disabled: bool
-
-
 def log_in(username: str, password: str, address: str | None) -> SignedIn | None:
     """Who logged in if the password matches, else None; either way audited and committed
     (``admin.login`` / ``admin.login_failed``, with a ``LoginFailure`` row counted against the
@@ -116,47 +94,22 @@ def log_in(username: str, password: str, address: str | None) -> SignedIn | None
     transactions, so that none is held (on SQLite: the write lock) during the slow hash.
     """
     username, address = username[:64], address[:64] if address else None
-    config = current_app.config
-    now = clock.now()
-    since = now - timedelta(seconds=config["LOGIN_FAILURE_WINDOW"])
-    # Concurrent attempts may each see the count just under a limit: it can be exceeded by the
-    # attempts in flight at once, never more. Locking for the count would serialise every
-    # login behind the slowest password check.
-    for reason, column, value, limit in (
-            ("too many failed logins for this account", LoginFailure.username, username,
-             config["LOGIN_MAX_FAILURES_PER_ACCOUNT"]),
-            ("too many failed logins from this address", LoginFailure.address, address,
-             config["LOGIN_MAX_FAILURES_PER_ADDRESS"])):
-        retry_after = _retry_after(column, value, limit, since)
-        if retry_after:
-            audit.record("admin.login_throttled", f"admin:{username}", decision="deny", reason=reason)
-            db.session.commit()
-            raise LoginThrottled(reason, retry_after)
+    try:
+        _failures.check(username, address)
+    except LoginThrottled as exc:
+        audit.record("admin.login_throttled", f"admin:{username}", decision="deny", reason=exc.reason)
+        db.session.commit()
+        raise
 
-    admin = db.session.execute(select(Admin).where(Admin.username == username)).scalar_one_or_none()
-    seen = _Seen(admin.id, admin.password_hash, admin.disabled_at is not None) if admin else None
-    db.session.rollback()  # only read: end the transaction before the slow hash
-
-    # A disabled administrator's password is checked all the same: the answer and its timing
-    # are those of a wrong password.
-    matches = _verify(seen.password_hash if seen else _DUMMY_HASH, password)
-    if seen is None or not matches:
-        return _failed(username, address, now, since, WRONG)
-    if seen.disabled:
-        return _failed(username, address, now, since, "administrator is disabled")
-
-    admin = db.session.execute(select(Admin).where(Admin.id == seen.id).with_for_update()).scalar_one_or_none()
-    if admin is None or admin.password_hash != seen.password_hash or admin.disabled_at is not None:
-        # Changed while the password was checked: it was checked against a credential that no
-        # longer holds.
-        return _failed(username, address, now, since, WRONG)
-    if _hasher.check_needs_rehash(admin.password_hash):
-        admin.password_hash = _hasher.hash(password)
-    admin.last_login_at = now
-    # This account's failures from this address only: a success must not wipe out what other
-    # addresses tried against the account.
-    db.session.execute(delete(LoginFailure).where(LoginFailure.username == username,
-                                                  LoginFailure.address == address))
+    admin, refusal = passwords.check_login(Admin, username, password, _hasher)
+    if admin is None:
+        _failures.count(username, address)
+        audit.record("admin.login_failed", f"admin:{username}", decision="deny",
+                     reason="administrator is disabled" if refusal == passwords.DISABLED else refusal)
+        db.session.commit()
+        return None
+    admin.last_login_at = clock.now()
+    _failures.succeeded(username, address)
     audit.record("admin.login", f"admin:{admin.username}", decision="allow")
     # The generation as of this transaction: a logout committed after it ends this session too.
     signed_in = SignedIn(admin.id, admin.username, admin.session_generation)
@@ -191,37 +144,10 @@ def _get(username: str) -> Admin:
 
 
 def _check_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD:
-        raise AdminError(f"password must be at least {MIN_PASSWORD} characters")
+    if problem := passwords.problem(password):
+        raise AdminError(problem)
 
 
 def _end_sessions(admin: Admin) -> None:
     # An increment in SQL: two concurrent raises both count, neither is lost.
     admin.session_generation = Admin.session_generation + 1
-
-
-def _verify(password_hash: str, password: str) -> bool:
-    try:
-        return _hasher.verify(password_hash, password)
-    except (VerifyMismatchError, InvalidHashError):
-        return False
-
-
-def _retry_after(column, value, limit: int, since) -> int | None:
-    """Seconds until fewer than ``limit`` failures of ``value`` are in the window (None: already)."""
-    if value is None:
-        return None
-    # The limit-th most recent failure: once it leaves the window, the count is under the limit.
-    at = db.session.execute(select(LoginFailure.at).where(column == value, LoginFailure.at > since)
-                            .order_by(LoginFailure.at.desc()).offset(limit - 1).limit(1)).scalar()
-    if at is None:
-        return None
-    return max(1, math.ceil((at - since).total_seconds()))
-
-
-def _failed(username: str, address: str | None, now, since, reason: str) -> None:
-    db.session.add(LoginFailure(username=username, address=address, at=now))
-    db.session.execute(delete(LoginFailure).where(LoginFailure.at <= since))  # rows no window counts
-    audit.record("admin.login_failed", f"admin:{username}", decision="deny", reason=reason)
-    db.session.commit()
-    return None

@@ -117,7 +117,3 @@ def logout():
     flash("You are logged out.")
     return redirect(url_for("console.login"), 303)
 
-
-@bp.get("/")
-def index():
-    return redirect(url_for("console.pending"))

@@ -1,13 +1,11 @@
 """``ostiary admin …``: the console's administrators."""
 from __future__ import annotations
 
-import sys
-
 import click
 from flask.cli import with_appcontext
 
 from app.console import admins
-from app.support.cli import actor, failing_on
+from app.support.cli import actor, failing_on, read_password
 
 
 @click.group("admin")
@@ -20,7 +18,7 @@ def admin_group():
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @with_appcontext
 def admin_create(username: str, password_stdin: bool):
-    password = _read_password(password_stdin)
+    password = read_password(password_stdin)
     with failing_on(admins.AdminError):
         admins.create_admin(username, password, actor())
     click.echo(f"created admin {username}")
@@ -32,7 +30,7 @@ def admin_create(username: str, password_stdin: bool):
 @with_appcontext
 def admin_set_password(username: str, password_stdin: bool):
     """A new password; every console session of the administrator ends."""
-    password = _read_password(password_stdin)
+    password = read_password(password_stdin)
     with failing_on(admins.AdminError):
         admins.set_password(username, password, actor())
     click.echo(f"changed the password of {username}; their console sessions have ended")
@@ -57,9 +55,3 @@ def admin_enable(username: str):
     with failing_on(admins.AdminError):
         admins.enable(username, actor())
     click.echo(f"enabled {username}")
-
-
-def _read_password(from_stdin: bool) -> str:
-    if from_stdin:
-        return sys.stdin.readline().rstrip("\n")
-    return click.prompt("Password", hide_input=True, confirmation_prompt=True)

@@ -15,6 +15,7 @@ from wtforms import (
 )
 from wtforms.validators import (
     URL,
+    AnyOf,
     DataRequired,
     InputRequired,
     Length,
@@ -45,9 +46,21 @@ class OptionalReasonForm(FlaskForm):
     reason = StringField("Reason (optional)", validators=[Optional(), Length(max=500)])
 
 
-class DenyGroupForm(FlaskForm):
+class BulkSelectForm(FlaskForm):
+    """Clients ticked on a list page and what to do with them. It only leads to the
+    confirmation page (``app.console.bulk``), which changes nothing."""
+    action = HiddenField(validators=[AnyOf(("deny", "suspend"), "Choose deny or suspend.")])
+    client_id = SelectMultipleField(validate_choice=False,
+                                    validators=[DataRequired("Select at least one client.")])
+    back = HiddenField()
+
+
+class BulkConfirmForm(FlaskForm):
+    """The confirmation page's form: exactly the clients it named, and the reason."""
+    action = HiddenField(validators=[DataRequired()])
     client_ids = HiddenField(validators=[DataRequired()])
-    reason = StringField("Reason for denying this group", validators=[DataRequired(), Length(max=500)])
+    back = HiddenField()
+    reason = StringField("Reason (recorded for each client)", validators=[DataRequired(), Length(max=500)])
 
 
 class CheckboxesField(SelectMultipleField):
@@ -55,24 +68,28 @@ class CheckboxesField(SelectMultipleField):
     option_widget = CheckboxInput()
 
 
-class AssuranceForm(FlaskForm):
-    """Choosing the assurance level first decides which scopes the approval form offers."""
-
-    class Meta:
-        csrf = False  # a GET that only re-renders the page
-
-    level = SelectField("Assurance level of this proofing", coerce=int)
+NO_METHOD = ("", "— choose how the client was proofed —")
 
 
-class ApprovalForm(FlaskForm):
-    """Choices (proofing methods, scopes) come from the scope catalogue, set by the view."""
+class ProofingFields:
+    """The proofing an approval records; the administrator always chooses the method (the
+    first choice, ``NO_METHOD``, is none). Choices come from the scope catalogue (the view)."""
 
-    assurance_level = IntegerField(widget=HiddenInput(), validators=[InputRequired()])
-    # The version of the registration on screen: an approval of an older one is refused.
-    version = IntegerField(widget=HiddenInput(), validators=[InputRequired()])
-    proofing_method = SelectField("Proofing method")
+    assurance_level = SelectField("Assurance level of this proofing", coerce=int,
+                                  validators=[InputRequired()])
+    proofing_method = SelectField("Proofing method", validators=[DataRequired(
+        message="Choose how the client was proofed.")])
     evidence = StringField("Evidence reference (ticket, document, contact)",
                            validators=[Optional(), Length(max=500)])
+
+
+class ApprovalForm(ProofingFields, FlaskForm):
+    """Choices (proofing methods, scopes) come from the scope catalogue, set by the view. The
+    ``refresh`` button re-renders the form with everything typed (another assurance level
+    offers other scopes) and approves nothing."""
+
+    # The version of the registration on screen: an approval of an older one is refused.
+    version = IntegerField(widget=HiddenInput(), validators=[InputRequired()])
     owner = StringField("Owner (an accountable person or team)",
                         validators=[DataRequired(), Length(max=255)])
     purpose = TextAreaField("Purpose", validators=[DataRequired(), Length(max=2000)])
@@ -86,12 +103,38 @@ class ApprovalForm(FlaskForm):
                                  validators=[InputRequired(), NumberRange(min=1, max=MAX_TOKEN_TTL_CEILING)])
     expires_at = DateField("Approval expires on", validators=[DataRequired()])
     review_at = DateField("Review on", validators=[DataRequired()])
+    confirm_sensitive = BooleanField("I confirm the sensitive scopes checked above")
 
     def audience_list(self) -> list[str]:
         return _lines(self.audiences.data)
 
     def serves_list(self) -> list[str]:
         return _lines(self.serves.data)
+
+
+class RenewForm(ProofingFields, FlaskForm):
+    """The review of an approval: the proofing again and the next review date."""
+
+    review_at = DateField("Next review on", validators=[DataRequired()])
+    expires_at = DateField("Approval expires on (empty: unchanged)", validators=[Optional()])
+
+
+class EditApprovalForm(FlaskForm):
+    """Narrowing needs nothing more; widening needs the proofing fields (checked by the service)."""
+
+    scopes = CheckboxesField("Scopes it may have")
+    audiences = TextAreaField("Audiences it may have (one URL per line)", validators=[DataRequired()])
+    max_token_ttl = IntegerField("Maximum token lifetime (seconds) it may have",
+                                 validators=[InputRequired(), NumberRange(min=1, max=MAX_TOKEN_TTL_CEILING)])
+    expires_at = DateField("Approval expires on", validators=[DataRequired()])
+    assurance_level = SelectField("Widening only: assurance level of the new proofing",
+                                  coerce=lambda value: None if value in ("", None) else int(value))
+    proofing_method = SelectField("Widening only: proofing method", validators=[Optional()])
+    evidence = StringField("Widening only: evidence reference", validators=[Optional(), Length(max=500)])
+    confirm_sensitive = BooleanField("I confirm the sensitive scopes it gets")
+
+    def audience_list(self) -> list[str]:
+        return _lines(self.audiences.data)
 
 
 def _lines(text: str | None) -> list[str]:
@@ -149,7 +192,13 @@ class InventoryFilterForm(FlaskForm):
     class Meta:
         csrf = False  # a filter (GET) changes nothing
 
+    q = StringField("Search (name, owner, client ID, software ID, publisher, address, host)",
+                    validators=[Optional(), Length(max=200)])
     status = SelectField("Status", default="")
+    assurance = SelectField("Assurance level", default="")
     flag = SelectField("Needs attention", default="")
+    last_used = SelectField("Last token", default="")
     unused_days = IntegerField("Unused for (days)", default=30,
                                validators=[Optional(), NumberRange(min=1, max=3650)])
+    sort = SelectField("Sort by", default="newest")
+    page = IntegerField(widget=HiddenInput(), default=1, validators=[Optional(), NumberRange(min=1)])

@@ -25,6 +25,10 @@ class Client(db.Model):
     jwks_uri: Mapped[str | None] = mapped_column(Text)
     secret_hash: Mapped[str | None] = mapped_column(String(64))
     secret_expires_at = mapped_column(UTCDateTime)
+    # The secret before the last rotation, still accepted until ``previous_secret_until``
+    # (OSTIARY_SECRET_ROTATION_GRACE), so that a rotation needs no outage.
+    previous_secret_hash: Mapped[str | None] = mapped_column(String(64))
+    previous_secret_until = mapped_column(UTCDateTime)
     registration_token_hash: Mapped[str] = mapped_column(String(64), index=True)
     # Provenance: a verified software statement's publisher, or self-asserted.
     software_id: Mapped[str | None] = mapped_column(String(255), index=True)
@@ -42,6 +46,9 @@ class Client(db.Model):
     # Tokens issued at or before this time are never valid again: set whenever the client
     # stops being active (suspension, return to review, expiry, retirement).
     tokens_not_before = mapped_column(UTCDateTime)
+    # When the expiry sweep found the approval run out. An active client then becomes
+    # expired; a suspended one stays suspended, its reason kept, and this says it also expired.
+    approval_expired_at = mapped_column(UTCDateTime)
     # The current approval. No foreign key: client and approval reference each other,
     # and a cycle of constraints would need deferred creation on PostgreSQL.
     approval_id: Mapped[int | None] = mapped_column(Integer)
@@ -75,6 +82,10 @@ class Approval(db.Model):
     proofed_by: Mapped[str] = mapped_column(String(255))
     approved_by: Mapped[str] = mapped_column(String(255))  # "admin:alice" or "policy:auto-approve"
     approved_at = mapped_column(UTCDateTime, nullable=False)
+    # How this approval came to be: "approved" (from pending), "renewed" (the review: proofing
+    # recorded again), "narrowed" or "widened" (an edit), each replacing the approval it names.
+    change: Mapped[str] = mapped_column(String(16), default="approved", server_default=text("'approved'"))
+    supersedes_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class InitialAccessToken(db.Model):

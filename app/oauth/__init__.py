@@ -7,10 +7,16 @@ from flask import Flask
 def init_app(app: Flask) -> None:
     """Build the authorization server for ``app`` and mount its routes. An intent policy file
     that does not load (or whose examples fail) stops start-up with one line."""
+    from app.oauth.authorize import bp as authorize
     from app.oauth.client_auth import PrivateKeyJWT
     from app.oauth.clients import ClientCache
     from app.oauth.front import mount
-    from app.oauth.grants import ClientCredentialsGrant, TokenExchangeGrant
+    from app.oauth.grants import (
+        AuthorizationCodeGrant,
+        ClientCredentialsGrant,
+        RefreshTokenGrant,
+        TokenExchangeGrant,
+    )
     from app.oauth.group_commit import GroupCommit
     from app.oauth.introspection import IntrospectionEndpoint
     from app.oauth.metadata import bp as discovery
@@ -30,10 +36,13 @@ def init_app(app: Flask) -> None:
     server.register_client_auth_method(PRIVATE_KEY_JWT, PrivateKeyJWT())
     server.register_grant(ClientCredentialsGrant)
     server.register_grant(TokenExchangeGrant)
+    server.register_grant(AuthorizationCodeGrant)
+    server.register_grant(RefreshTokenGrant)
     for endpoint in (IntrospectionEndpoint, RevocationEndpoint, TaskEndEndpoint):
         server.register_endpoint(endpoint)
     app.extensions["ostiary.oauth"] = server
     app.extensions["ostiary.group_commit"] = GroupCommit(app)
     app.extensions["ostiary.clients"] = ClientCache()
     app.register_blueprint(discovery)
+    app.register_blueprint(authorize)
     mount(app)

@@ -49,6 +49,8 @@ class ClientRecord(NamedTuple):
     token_endpoint_auth_method: str
     secret_hash: str | None
     secret_expires_at: datetime | None
+    previous_secret_hash: str | None  # the secret before a rotation, accepted until:
+    previous_secret_until: datetime | None
     client_metadata: dict | None
     jwks: dict | None
     jwks_uri: str | None
@@ -225,8 +227,14 @@ class OAuthClient(ClientMixin):
                 and method in current_app.config["ALLOWED_AUTH_METHODS"])
 
     def check_client_secret(self, client_secret):
+        """The current secret, or the one it replaced while its grace period lasts
+        (``lifecycle.rotate_secret``): checked against the clock on every request, so a
+        cached record stops honouring it at its end time too."""
         if not hashing.verify(client_secret, self.row.secret_hash):
-            return False
+            row = self.row
+            return (row.previous_secret_hash is not None and row.previous_secret_until is not None
+                    and hashing.verify(client_secret, row.previous_secret_hash)
+                    and clock.now() < row.previous_secret_until)
         expires = self.row.secret_expires_at
         if expires is not None and expires <= clock.now():
             raise InvalidClientError(

@@ -23,11 +23,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from authlib.oauth2.rfc6749.errors import InvalidClientError
-from sqlalchemy import insert
+from authlib.oauth2.rfc6749.errors import InvalidClientError, OAuth2Error
+from sqlalchemy import Table, insert
+from sqlalchemy.sql import ClauseElement
 
 from app import audit
 from app.db import dbapi
@@ -47,8 +49,26 @@ INSERT_TASK = insert(Task.__table__)
 TURNS_BEFORE_A_GROUP = 3
 
 
+# Set on a refusal decided inside the group's transaction, after the cached client record it
+# was decided on was found unchanged: it rests on no stale record, and is not answered again.
+CONFIRMED = "ostiary_confirmed"
+
+
 class WriteFailed(RuntimeError):
     """The group's transaction failed: nothing of this request's write was written."""
+
+
+@dataclass(eq=False)
+class Spend:
+    """A single-use credential that a write uses up (an authorization code, a refresh token).
+    ``statement`` marks it used, in the group's transaction, only if it was not, and returns a
+    row when it did. If it was used before, nothing of the write is written but what
+    ``on_reuse(transaction)`` does and the events it returns (revoking what the first use
+    issued), and the request is refused with ``refusal``."""
+    statement: ClauseElement
+    params: dict
+    refusal: OAuth2Error
+    on_reuse: Callable[[dbapi.Transaction], list[dict]]
 
 
 @dataclass(eq=False)
@@ -61,6 +81,8 @@ class Write:
     task: dict | None = None  # the task row the token starts, if any
     jti: dict | None = None  # the client assertion's assertion_jti row, if any
     client: ClientRecord | None = None  # the cached record it was decided on, if it was
+    spend: Spend | None = None  # the code or refresh token it uses up, if any
+    rows: list[tuple[Table, dict]] = field(default_factory=list)  # more rows (a refresh token)
     on_replay: list[dict] | None = None
     error: Exception | None = None
     done: bool = False
@@ -90,7 +112,7 @@ class GroupCommit:
             inline.wait_for(self._join_inline(request))
         else:
             self._write_threaded(request)
-        if isinstance(request.error, (InvalidClientError, StaleClient)):
+        if isinstance(request.error, (OAuth2Error, StaleClient)):
             raise request.error
         if request.error is not None:
             raise WriteFailed("the group's transaction failed") from request.error
@@ -202,6 +224,12 @@ def _write_group(group: list[Write]) -> None:
                     request.events, request.token, request.task = request.on_replay, None, None
                 else:
                     fresh.discard(key)
+            if request.spend is not None and not connection.execute(
+                    request.spend.statement, request.spend.params).first():
+                request.error = request.spend.refusal
+                setattr(request.error, CONFIRMED, True)
+                request.events = request.spend.on_reuse(connection)
+                request.token, request.task, request.rows = None, None, []
             written.append(request)
         events = [event for w in written for event in w.events]
         tasks = [w.task for w in written if w.task is not None]
@@ -210,4 +238,6 @@ def _write_group(group: list[Write]) -> None:
         tokens = [w.token for w in written if w.token is not None]
         if tokens:
             connection.execute(INSERT_TOKEN, tokens)
+        for table, row in (pair for w in written for pair in w.rows):
+            connection.execute(insert(table), [row])
         audit.append(connection, events)

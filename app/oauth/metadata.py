@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 
 from app.extensions import limiter
-from app.support.protocol import GRANT_TYPES
+from app.support.protocol import GRANT_TYPES, NONE, RESPONSE_TYPE_CODE
 from app.trust.keysets import ASYMMETRIC_ALGS
 
 bp = Blueprint("discovery", __name__)
@@ -33,19 +33,25 @@ def jwks():
 def server_metadata() -> dict:
     config = current_app.config
     issuer = config["ISSUER"]
+    allowed = list(config["ALLOWED_AUTH_METHODS"])
+    authenticated = [method for method in allowed if method != NONE]  # a resource server is never public
     return {
         "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/authorize",
+        "token_endpoint": f"{issuer}/token",
         "jwks_uri": f"{issuer}/jwks.json",
         "registration_endpoint": f"{issuer}/register",  # RFC 7591 §3
-        "response_types_supported": [],  # no authorization endpoint: machine grants only
+        "response_types_supported": [RESPONSE_TYPE_CODE],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],  # RFC 7636; RFC 9700 §2.1.1: never plain
+        "authorization_response_iss_parameter_supported": True,  # RFC 9207
         "subject_types_supported": ["public"],
-        "token_endpoint": f"{issuer}/token",
         "grant_types_supported": list(GRANT_TYPES),
-        "token_endpoint_auth_methods_supported": list(config["ALLOWED_AUTH_METHODS"]),
+        "token_endpoint_auth_methods_supported": allowed,
         "token_endpoint_auth_signing_alg_values_supported": list(ASYMMETRIC_ALGS),
         "introspection_endpoint": f"{issuer}/introspect",
-        "introspection_endpoint_auth_methods_supported": list(config["ALLOWED_AUTH_METHODS"]),
+        "introspection_endpoint_auth_methods_supported": authenticated,
         "revocation_endpoint": f"{issuer}/revoke",
-        "revocation_endpoint_auth_methods_supported": list(config["ALLOWED_AUTH_METHODS"]),
+        "revocation_endpoint_auth_methods_supported": authenticated,
         "authorization_details_types_supported": ["agent_task"],  # RFC 9396 §10
     }

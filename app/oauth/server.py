@@ -26,12 +26,13 @@ from app.http.errors import json_answer
 from app.oauth.client_auth import AFTER_PROOF, REPLAYED
 from app.oauth.clients import StaleClient, load_client, served_cached
 from app.oauth.errors import FORM_BODY
-from app.oauth.group_commit import Write
+from app.oauth.group_commit import CONFIRMED, Write
 from app.oauth.status import require_active
 from app.support import hashing
 from app.support.protocol import (
     CLIENT_SECRET_BASIC,
     CLIENT_SECRET_POST,
+    NONE,
     PRIVATE_KEY_JWT,
 )
 from app.trust.keysets import ASYMMETRIC_ALGS
@@ -50,7 +51,8 @@ AUTHENTICATION_FAILED = ("client authentication failed: the client_id is unknown
 class OstiaryAuthorizationServer(AuthorizationServer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._auth_methods = {CLIENT_SECRET_BASIC: _secret_basic, CLIENT_SECRET_POST: _secret_post}
+        self._auth_methods = {CLIENT_SECRET_BASIC: _secret_basic, CLIENT_SECRET_POST: _secret_post,
+                              NONE: _public}
 
     def register_client_auth_method(self, method, func):
         """Authlib's registry stays unused: ``authenticate_client`` runs the methods itself."""
@@ -127,9 +129,10 @@ class OstiaryAuthorizationServer(AuthorizationServer):
         """Every refusal is an audit event with its reason (and the policy decision, if one was
         taken). The assertion's jti, if one was accepted, is spent with the event; if it was
         spent already, the refusal is the replay's, whatever else was wrong. No refusal rests
-        on a cached client record: the request is answered again from a fresh read."""
+        on a cached client record: the request is answered again from a fresh read, unless the
+        refusal was decided in a write that found the record unchanged (``CONFIRMED``)."""
         served = served_cached()
-        if served is not None:
+        if served is not None and not getattr(error, CONFIRMED, False):
             raise StaleClient(served.client_id)
         if not error.description:  # raised bare where no hook of ours describes it
             error.description = f"the request was refused ({error.error})"
@@ -230,6 +233,16 @@ def _secret_basic(query_client, request):
 def _secret_post(query_client, request):
     """``client_secret_post`` (RFC 6749 §2.3.1): the credentials in the form."""
     return _by_secret(query_client, request.form.get("client_id"), request.form.get("client_secret"))
+
+
+def _public(query_client, request):
+    """``none`` (RFC 7591 §2): a public client names itself in the form and proves nothing; only
+    the grants that bind a person's authorization with PKCE accept it. A request that carries
+    any credential is not a public client's."""
+    form = request.form
+    if request.headers.get("Authorization") or form.get("client_secret") or form.get("client_assertion"):
+        return None
+    return query_client(form["client_id"]) if form.get("client_id") else None
 
 
 def _by_secret(query_client, client_id, secret):

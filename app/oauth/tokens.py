@@ -155,6 +155,12 @@ def revoke(jti: str, *, actor: str, reason: str | None = None) -> list[str]:
     return revoked
 
 
+def revoke_many(jtis: list[str]) -> list[str]:
+    """Revoke ``jtis`` and everything exchanged from them, in the caller's transaction (the
+    caller audits and commits); returns the jtis newly revoked."""
+    return _revoke_all([*jtis, *descendants(jtis)]) if jtis else []
+
+
 def _revoke_all(jtis: list[str]) -> list[str]:
     now = clock.now()
     pending = list(db.session.execute(

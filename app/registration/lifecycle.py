@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 
 from app import audit
 from app.audit import trail
@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 MAX_TOKEN_TTL_CEILING = 24 * 3600
 SECRET_METHODS = (CLIENT_SECRET_BASIC, CLIENT_SECRET_POST)
+
+
+KEEP_REVIEW = object()  # for check_grant: the review date is not being set
 
 
 class LifecycleError(ValueError):
@@ -56,13 +59,16 @@ def get_client(client_id: str, *, lock: bool = False) -> Client:
 def approve(client_id: str, *, version: int, owner: str, purpose: str, scopes: list[str],
             audiences: list[str], max_token_ttl: int, expires_at: datetime, review_at: datetime,
             assurance_level: int, proofing_method: str, evidence: str | None, actor: str,
-            serves: list[str] = ()) -> Approval:
+            serves: list[str] = (), sensitive_confirmed: bool = False) -> Approval:
     """pending -> active, with the approval record (who proofed it, how, what it may do).
 
     ``version`` is the version of the registration the approver reviewed: if the client has
     changed its metadata since, the approval is refused, naming what changed, so nothing is
     approved that nobody saw. ``serves``: the resource identifiers the client is the relying
-    service of, which lets it introspect tokens addressed to them (RFC 7662 §4)."""
+    service of, which lets it introspect tokens addressed to them (RFC 7662 §4). A scope the
+    catalogue marks sensitive is approved only with ``sensitive_confirmed``; the proofing
+    needs an evidence reference when its method claims evidence or its level is at least
+    EVIDENCE_REQUIRED_FROM_LEVEL (``check_proofing``)."""
     client = _in_status(client_id, (PENDING,), "approved")
     if version != client.version:
         changed = changes_since(client, version if isinstance(version, int) else 0)
@@ -71,9 +77,14 @@ def approve(client_id: str, *, version: int, owner: str, purpose: str, scopes: l
             f"{client.version}; changed: {', '.join(changed) or 'its metadata'}); review it again")
     scopes, audiences = list(dict.fromkeys(scopes or [])), list(dict.fromkeys(audiences or []))
     serves = list(dict.fromkeys(serves or []))
-    _check_approval(client, owner=owner, purpose=purpose, scopes=scopes, audiences=audiences,
-                    max_token_ttl=max_token_ttl, expires_at=expires_at, review_at=review_at,
-                    assurance_level=assurance_level, proofing_method=proofing_method)
+    if not owner or not owner.strip() or len(owner) > 255:
+        raise LifecycleError("an owner (a named person or team, at most 255 characters) is required")
+    _required(purpose, "a purpose")
+    check_grant(client, scopes=scopes, audiences=audiences, max_token_ttl=max_token_ttl,
+                expires_at=expires_at, review_at=review_at)
+    check_sensitive(scopes, sensitive_confirmed)
+    evidence = check_proofing(client, scopes=scopes, assurance_level=assurance_level,
+                              proofing_method=proofing_method, evidence=evidence)
     for resource in serves:
         _check_resource(resource, "resource server identifier")
     now = clock.now()
@@ -86,7 +97,7 @@ def approve(client_id: str, *, version: int, owner: str, purpose: str, scopes: l
     db.session.flush()
     client.approval_id = approval.id
     _set_status(client, ACTIVE, None, now)
-    client.pending_expires_at = None
+    client.pending_expires_at = client.approval_expired_at = None
     audit.record("client.approved", actor, client_id=client.client_id, decision="allow", data={
         "approval_id": approval.id, "version": client.version, "owner": approval.owner, "scopes": scopes,
         "audiences": audiences, "serves": serves, "signed_fields": client.signed_fields or [],
@@ -130,10 +141,14 @@ def suspend(client_id: str, *, reason: str, actor: str) -> Client:
 
 
 def reactivate(client_id: str, *, actor: str) -> Client:
-    """suspended -> active, only while the approval it had is still in force."""
+    """suspended -> active, only while the approval it had is still in force and its review is
+    not overdue past the grace period (the sweep would suspend it again: renew it first)."""
     client = _in_status(client_id, (SUSPENDED,), "reactivated")
     if client.approval is None or client.approval.expires_at <= clock.now():
         raise LifecycleError(f"client {client_id!r} cannot be reactivated: its approval has expired")
+    if client.approval.review_at + review_grace() <= clock.now():
+        raise LifecycleError(f"client {client_id!r} cannot be reactivated: its review was due on "
+                             f"{client.approval.review_at.date()}; renew the approval first")
     _set_status(client, ACTIVE, None)
     audit.record("client.reactivated", actor, client_id=client_id)
     db.session.commit()
@@ -158,20 +173,35 @@ def retire(client_id: str, *, actor: str, reason: str | None = None) -> Client:
     return client
 
 
-def rotate_secret(client_id: str, *, actor: str) -> tuple[str, datetime]:
-    """A new client secret (shown once, stored as a hash); the old one stops working now."""
+def rotate_secret(client_id: str, *, actor: str) -> tuple[str, datetime, datetime | None]:
+    """A new client secret (shown once, stored as a hash). The one it replaces keeps working
+    for SECRET_ROTATION_GRACE seconds (never past its own expiry), so the client can be given
+    the new one without an outage; returns the new secret, its expiry, and when the previous
+    one stops working (None: at once). A secret already in its grace period stops at once:
+    only one previous secret is ever accepted."""
     client = get_client(client_id, lock=True)
     if client.token_endpoint_auth_method not in SECRET_METHODS:
         raise LifecycleError(f"client {client_id!r} authenticates with "
                              f"{client.token_endpoint_auth_method}, not a client secret")
     if client.status in (DENIED, RETIRED, EXPIRED):
         raise LifecycleError(f"client {client_id!r} is {client.status}; its secret cannot be rotated")
+    now = clock.now()
+    previous_hash, previous_expiry = client.secret_hash, client.secret_expires_at
     secret, expires_at = new_secret(client)
-    client.updated_at = clock.now()
+    grace = int(current_app.config["SECRET_ROTATION_GRACE"])
+    until = now + timedelta(seconds=grace) if grace and previous_hash else None
+    if until is not None and previous_expiry is not None:
+        until = min(until, previous_expiry)
+    if until is not None and until <= now:
+        until = None
+    client.previous_secret_hash = previous_hash if until else None
+    client.previous_secret_until = until
+    client.updated_at = now
     audit.record("client.secret_rotated", actor, client_id=client_id,
-                 data={"expires_at": expires_at.isoformat()})
+                 data={"expires_at": expires_at.isoformat(),
+                       "previous_valid_until": until.isoformat() if until else None})
     db.session.commit()
-    return secret, expires_at
+    return secret, expires_at, until
 
 
 def back_to_review(client: Client, reason: str, now: datetime) -> None:
@@ -186,27 +216,38 @@ def new_secret(client: Client) -> tuple[str, datetime]:
     secret = hashing.generate()
     expires_at = clock.in_(current_app.config["CLIENT_SECRET_TTL"])
     client.secret_hash, client.secret_expires_at = hashing.hash_secret(secret), expires_at
+    client.previous_secret_hash = client.previous_secret_until = None
     return secret, expires_at
 
 
 def expire_due(*, actor: str = "system", client_id: str | None = None) -> int:
-    """active or suspended clients whose approval has run out -> expired. Returns how many.
+    """active clients whose approval has run out -> expired. Returns how many clients it found
+    expired, suspended ones included.
 
-    The token endpoint calls this with ``client_id`` for the one client it is
-    looking at (expiry is enforced at request time, not by a cron job alone);
+    A suspended client keeps its status and its reason (the suspension is the stronger fact,
+    and an administrator's reason must not be overwritten by a sweep): its
+    ``approval_expired_at`` records the expiry beside it, audited once. Retired and denied
+    clients are never touched. The token endpoint calls this with ``client_id`` for the one
+    client it is looking at (expiry is enforced at request time, not by a cron job alone);
     ``ostiary registration sweep`` calls it for all.
     """
     now = clock.now()
     query = (select(Client).join(Approval, Approval.id == Client.approval_id)
-             .where(Client.status.in_((ACTIVE, SUSPENDED)), Approval.expires_at <= now)
+             .where(Approval.expires_at <= now,
+                    or_(Client.status == ACTIVE,
+                        and_(Client.status == SUSPENDED, Client.approval_expired_at.is_(None))))
              .with_for_update(of=Client))
     if client_id is not None:
         query = query.where(Client.client_id == client_id)
     clients = db.session.execute(query).scalars().all()
     for client in clients:
-        _set_status(client, EXPIRED, f"approval expired on {client.approval.expires_at.isoformat()}", now)
+        kept = client.status if client.status != ACTIVE else None
+        if kept is None:
+            _set_status(client, EXPIRED, f"approval expired on {client.approval.expires_at.isoformat()}", now)
+        client.approval_expired_at = now
         audit.record("client.expired", actor, client_id=client.client_id,
-                     data={"approval_id": client.approval_id})
+                     data={"approval_id": client.approval_id, "status_kept": kept,
+                           "expires_at": client.approval.expires_at.isoformat()})
     db.session.commit()
     return len(clients)
 
@@ -225,6 +266,52 @@ def purge_stale_pending(*, actor: str = "system") -> int:
         db.session.delete(client)
     db.session.commit()
     return len(stale)
+
+
+def review_grace() -> timedelta:
+    return timedelta(days=int(current_app.config["REVIEW_GRACE_DAYS"]))
+
+
+def check_sensitive(scopes, confirmed: bool) -> None:
+    """Scopes the catalogue marks sensitive are approved only when the approver confirmed them."""
+    if (sensitive := catalogue.current().sensitive(scopes)) and not confirmed:
+        raise LifecycleError(f"scopes {', '.join(sensitive)} are sensitive: confirm that you mean to "
+                             "approve them")
+
+
+def check_proofing(client: Client, *, scopes, assurance_level, proofing_method, evidence) -> str | None:
+    """The proofing an approval records: a method of the catalogue, at a level that covers
+    ``scopes``, with an evidence reference when the method claims evidence or the level is
+    at least EVIDENCE_REQUIRED_FROM_LEVEL. Returns the evidence, trimmed (None if empty)."""
+    cat = catalogue.current()
+    if assurance_level not in cat.levels:
+        raise LifecycleError(f"assurance level must be one of {', '.join(map(str, cat.levels))}")
+    if above := cat.above(scopes, assurance_level):
+        needed = max(cat.needed_level(s) for s in above)
+        raise LifecycleError(f"scopes {', '.join(above)} need assurance level {needed}; "
+                             f"raise the proofing before approving them (this approval is at {assurance_level})")
+    if not proofing_method:
+        raise LifecycleError("a proofing method is required: say how the client was proofed")
+    if proofing_method not in cat.proofing_methods:
+        raise LifecycleError(f"proofing method must be one of {', '.join(cat.proofing_methods)}")
+    if proofing_method == "software_statement":
+        if client.publisher is None:
+            raise LifecycleError("the client came without a verified software statement")
+        if assurance_level > client.publisher.assurance_level:
+            raise LifecycleError(f"a statement from {client.publisher.issuer} carries assurance level "
+                                 f"{client.publisher.assurance_level} at most")
+    evidence = evidence.strip() if isinstance(evidence, str) else None
+    if evidence and len(evidence) > 500:
+        raise LifecycleError("the evidence reference is too long (500 characters at most)")
+    if not evidence:
+        threshold = int(current_app.config["EVIDENCE_REQUIRED_FROM_LEVEL"])
+        if proofing_method in cat.evidence_methods:
+            raise LifecycleError(f"proofing by {proofing_method.replace('_', ' ')} claims evidence: "
+                                 "give the evidence reference (ticket, document, meeting)")
+        if threshold and assurance_level >= threshold:
+            raise LifecycleError(f"an approval at assurance level {assurance_level} needs an evidence "
+                                 f"reference whatever the proofing method (from level {threshold} on)")
+    return evidence or None
 
 
 def _in_status(client_id: str, allowed: tuple[str, ...], verb: str) -> Client:
@@ -257,12 +344,10 @@ def _check_resource(value, what: str) -> None:
         raise LifecycleError(f"{what} {value!r} is not an absolute URI without a fragment (RFC 8707 §2)")
 
 
-def _check_approval(client: Client, *, owner, purpose, scopes, audiences, max_token_ttl, expires_at,
-                    review_at, assurance_level, proofing_method) -> None:
+def check_grant(client: Client, *, scopes, audiences, max_token_ttl, expires_at, review_at) -> None:
+    """What an approval lets the client do: requested, catalogued scopes; absolute audiences;
+    a token lifetime within the ceiling; an expiry within three years and a review before it."""
     cat = catalogue.current()
-    if not owner or not owner.strip() or len(owner) > 255:
-        raise LifecycleError("an owner (a named person or team, at most 255 characters) is required")
-    _required(purpose, "a purpose")
     if not scopes:
         raise LifecycleError("at least one scope must be approved")
     bad = [s for s in scopes if not isinstance(s, str) or not catalogue.SCOPE_TOKEN.match(s)]
@@ -283,21 +368,8 @@ def _check_approval(client: Client, *, owner, purpose, scopes, audiences, max_to
     now = clock.now()
     if expires_at is None or expires_at.tzinfo is None or expires_at <= now:
         raise LifecycleError("the credential expiry date must be in the future")
-    if review_at is None or review_at.tzinfo is None or not now < review_at <= expires_at:
+    if review_at is not KEEP_REVIEW and (
+            review_at is None or review_at.tzinfo is None or not now < review_at <= expires_at):
         raise LifecycleError("the review date must be in the future and not after the expiry date")
     if expires_at - now > timedelta(days=3 * 366):
         raise LifecycleError("the credential expiry date must be within three years")
-    if assurance_level not in cat.levels:
-        raise LifecycleError(f"assurance level must be one of {', '.join(map(str, cat.levels))}")
-    if above := cat.above(scopes, assurance_level):
-        needed = max(cat.needed_level(s) for s in above)
-        raise LifecycleError(f"scopes {', '.join(above)} need assurance level {needed}; "
-                             f"raise the proofing before approving them (this approval is at {assurance_level})")
-    if proofing_method not in cat.proofing_methods:
-        raise LifecycleError(f"proofing method must be one of {', '.join(cat.proofing_methods)}")
-    if proofing_method == "software_statement":
-        if client.publisher is None:
-            raise LifecycleError("the client came without a verified software statement")
-        if assurance_level > client.publisher.assurance_level:
-            raise LifecycleError(f"a statement from {client.publisher.issuer} carries assurance level "
-                                 f"{client.publisher.assurance_level} at most")

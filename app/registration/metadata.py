@@ -19,10 +19,15 @@ from app.policy import scopes as catalogue
 from app.registration.errors import InvalidClientMetadataError, InvalidRedirectURIError
 from app.support import fetch
 from app.support.protocol import (
+    AUTHORIZATION_CODE,
     CLIENT_SECRET_BASIC,
     DEFAULT_GRANT_TYPES,
     GRANT_TYPES,
+    NONE,
     PRIVATE_KEY_JWT,
+    PUBLIC_CLIENT_GRANT_TYPES,
+    REFRESH_TOKEN,
+    RESPONSE_TYPE_CODE,
 )
 from app.trust.keysets import ASYMMETRIC_ALGS, KeySetError, check_jwks
 
@@ -53,10 +58,7 @@ def validate(raw: dict) -> tuple[dict, list[str]]:
     if raw.get("redirect_uris") is not None:
         out["redirect_uris"] = [_redirect_uri(u) for u in _string_list("redirect_uris", raw["redirect_uris"])]
     out["grant_types"] = _grant_types(raw.get("grant_types"))
-    if raw.get("response_types") not in (None, []):
-        raise InvalidClientMetadataError("response_types must be empty: this server has no authorization "
-                                         "endpoint (machine grants only)")
-    out["response_types"] = []
+    out["response_types"] = _response_types(raw.get("response_types"), out)
     if raw.get("scope") is not None:
         out["scope"] = _scope(raw["scope"])
     if raw.get(AUDIENCES) is not None:
@@ -157,6 +159,23 @@ def _grant_types(value) -> list[str]:
     return grants
 
 
+def _response_types(value, out: dict) -> list[str]:
+    """RFC 7591 §2.1: ``code`` exactly when the client uses the authorization code grant, which
+    needs its redirect URIs; a refresh token comes only from a person's code."""
+    person = AUTHORIZATION_CODE in out["grant_types"]
+    if REFRESH_TOKEN in out["grant_types"] and not person:
+        raise InvalidClientMetadataError("grant_types refresh_token needs authorization_code: refresh "
+                                         "tokens are issued only for a person's authorization")
+    if person and not out.get("redirect_uris"):
+        raise InvalidRedirectURIError("the authorization_code grant needs redirect_uris (RFC 7591 section 2)")
+    expected = [RESPONSE_TYPE_CODE] if person else []
+    if value is not None and _string_list("response_types", value) != expected:
+        raise InvalidClientMetadataError(
+            f"response_types must be {expected or '[]'} for grant_types {', '.join(out['grant_types'])} "
+            "(RFC 7591 section 2.1; this server's only response type is code)")
+    return expected
+
+
 def _scope(value) -> str:
     if not isinstance(value, str):
         raise InvalidClientMetadataError("scope must be a space-separated string (RFC 7591 §2)")
@@ -196,9 +215,10 @@ def _auth_method(raw: dict, out: dict) -> None:
     has_keys = "jwks" in out or "jwks_uri" in out
     method = raw.get("token_endpoint_auth_method") or (PRIVATE_KEY_JWT if has_keys else CLIENT_SECRET_BASIC)
     allowed = current_app.config["ALLOWED_AUTH_METHODS"]
-    if method == "none":
-        raise InvalidClientMetadataError("token_endpoint_auth_method none is not allowed: machine grants "
-                                         "need an authenticated client")
+    if method == NONE and not set(out["grant_types"]) <= set(PUBLIC_CLIENT_GRANT_TYPES):
+        raise InvalidClientMetadataError(
+            f"token_endpoint_auth_method none (a public client) may use only grant_types "
+            f"{', '.join(PUBLIC_CLIENT_GRANT_TYPES)}; machine grants need an authenticated client")
     if method not in allowed:
         raise InvalidClientMetadataError(f"token_endpoint_auth_method {method!r} is not allowed here; "
                                          f"use one of {', '.join(allowed)}")

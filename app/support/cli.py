@@ -33,6 +33,13 @@ def failing_on(*errors: type[Exception]):
         fail(str(exc))
 
 
+def read_password(from_stdin: bool) -> str:
+    """A new password: one line of standard input, or asked for twice without echo."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
 def read_json(path: str | Path):
     """A JSON file's document, or ``fail`` naming the file."""
     try:

@@ -10,7 +10,13 @@ from __future__ import annotations
 # that registers none may use (RFC 7591 §2 ``grant_types``).
 CLIENT_CREDENTIALS = "client_credentials"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
-GRANT_TYPES = (CLIENT_CREDENTIALS, TOKEN_EXCHANGE)
+AUTHORIZATION_CODE = "authorization_code"  # RFC 6749 §4.1, for an agent acting for a person
+REFRESH_TOKEN = "refresh_token"  # RFC 6749 §6
+GRANT_TYPES = (CLIENT_CREDENTIALS, TOKEN_EXCHANGE, AUTHORIZATION_CODE, REFRESH_TOKEN)
+# The grants a public client (RFC 6749 §2.1, token_endpoint_auth_method "none") may use: the
+# person's code, with PKCE, and its refresh tokens; never a grant that acts as the client alone.
+PUBLIC_CLIENT_GRANT_TYPES = (AUTHORIZATION_CODE, REFRESH_TOKEN)
+RESPONSE_TYPE_CODE = "code"
 DEFAULT_GRANT_TYPES = (CLIENT_CREDENTIALS,)
 
 # Token type identifiers (RFC 8693 §3) and the access token type issued (RFC 6750 §6.1.1).
@@ -24,4 +30,5 @@ CLIENT_SECRET_BASIC = "client_secret_basic"
 CLIENT_SECRET_POST = "client_secret_post"
 PRIVATE_KEY_JWT = "private_key_jwt"
 AUTH_METHODS = (CLIENT_SECRET_BASIC, CLIENT_SECRET_POST, PRIVATE_KEY_JWT)
+NONE = "none"  # a public client: it only names itself (RFC 7591 §2)
 JWT_BEARER_ASSERTION = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"

@@ -66,7 +66,7 @@ def cli(server, *args):
 def approve(server, client_id, audience=API, *extra):
     cli(server, "registration", "approve", client_id, "--version", "1", "--owner", "team-reports",
         "--purpose", "weekly summaries", "--scope", "read", "--audience", audience, "--evidence", "TICKET-42",
-        "--max-token-ttl", "300", *extra)
+        "--proofing-method", "document_check", "--max-token-ttl", "300", *extra)
 
 
 def relying_service(server):

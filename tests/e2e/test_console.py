@@ -52,7 +52,7 @@ def page(browser, server):
     context.set_default_timeout(10_000)
     page = context.new_page()
     page.on("dialog", lambda dialog: pytest.fail(f"a dialog opened: {dialog.message}"))
-    page.goto(server.url + "/console")
+    page.goto(server.url + "/console/pending")  # the home page (/console/) is the review queue
     expect(page).to_have_url(re.compile(r"/console/login"))
     page.get_by_label("Username").fill(server.admin)
     page.get_by_label("Password").fill(PASSWORD)
@@ -97,13 +97,21 @@ def test_proof_approve_token_suspend_refused(page, server):
 
     row.get_by_role("link", name=name).click()
     expect(page.get_by_role("heading", name=name)).to_be_visible()
-    page.get_by_label("Assurance level of this proofing").select_option("2")
-    page.get_by_role("button", name="Show scopes allowed at this level").click()
-    expect(page.get_by_text("Approving at assurance level 2")).to_be_visible()
+    expect(page.get_by_label("Proofing method")).to_have_value("")  # nothing chosen in advance
+    expect(page.get_by_label("reports:read")).not_to_be_checked()
     page.get_by_label("Proofing method").select_option("document_check")
     page.get_by_label("Evidence reference").fill("CHG-1234")
     page.get_by_label("Owner").fill("reporting team <reports@example.com>")
     page.get_by_label("Purpose").fill("Builds the nightly usage reports")
+    page.get_by_label("reports:read").check()
+    page.get_by_label("Assurance level of this proofing").select_option("2")
+    page.get_by_role("button", name="Show scopes allowed at this level").click()
+    expect(page.get_by_text("Scopes offered for assurance level 2")).to_be_visible()
+    # Showing the scopes of another level lost nothing typed.
+    expect(page.get_by_label("Proofing method")).to_have_value("document_check")
+    expect(page.get_by_label("Evidence reference")).to_have_value("CHG-1234")
+    expect(page.get_by_label("Owner")).to_have_value("reporting team <reports@example.com>")
+    expect(page.get_by_label("Purpose")).to_have_value("Builds the nightly usage reports")
     expect(page.get_by_label("reports:read")).to_be_checked()
     expect(page.get_by_label("Audiences (one URL per line)")).to_have_value(AUDIENCE)
     page.get_by_label("Maximum token lifetime (seconds)").fill("600")
@@ -124,12 +132,15 @@ def test_proof_approve_token_suspend_refused(page, server):
     page.get_by_role("link", name="Inventory").click()
     row = page.get_by_role("row").filter(has_text=name)
     expect(row).to_contain_text("reporting team")
-    expect(row.get_by_role("cell").nth(6)).to_have_text("1")  # tokens in the last 24 h
+    expect(row.get_by_role("cell").nth(8)).to_have_text("1")  # tokens in the last 24 h
     shot(page, "inventory")
 
     row.get_by_role("link", name=name).click()
     page.get_by_label("Reason for suspending").fill("owner left the company")
     page.get_by_role("button", name="Suspend this client").click()
+    expect(page.get_by_text("gets no new token until an administrator reactivates it")).to_be_visible()
+    assert token(server, reg).status_code == 200  # not yet: the second step names what will happen
+    page.get_by_role("button", name=f"Suspend {name} now").click()
     expect(page.locator("h1 .status")).to_have_text("suspended")
 
     after = token(server, reg)
@@ -187,3 +198,29 @@ def test_add_and_remove_a_publisher(page, server):
     page.get_by_role("button", name=f"Remove publisher {issuer}").click()
     expect(page.get_by_text(f"Removed the publisher {issuer}.")).to_be_visible()
     expect(page.get_by_role("row").filter(has_text=issuer)).to_have_count(0)
+
+
+def test_tick_two_registrations_confirm_and_deny_them(page, server):
+    """The checkboxes sit in the queue's tables and join the selection form by its id (form=…):
+    a real browser must send them, and nothing is denied before the confirmation."""
+    tag = uuid.uuid4().hex[:6]
+    regs = [register(server, client_name=f"bulk {tag} {i}", client_uri=f"https://bulk-{tag}.example/")
+            for i in range(3)]
+    page.reload()
+    for reg in regs[:2]:
+        page.get_by_role("row").filter(has_text=reg["client_name"]).get_by_label("select").check()
+    page.get_by_role("button", name="Deny the selected registrations…").click()
+    expect(page.get_by_role("heading", name="Deny 2 clients?")).to_be_visible()
+    expect(page.get_by_role("row").filter(has_text=regs[2]["client_name"])).to_have_count(0)
+    shot(page, "bulk-confirm")
+    page.get_by_label("Reason (recorded for each client)").fill(f"flood {tag}")
+    page.get_by_role("button", name="Deny these 2 clients").click()
+    expect(page.get_by_text("Denied 2 clients.")).to_be_visible()
+    expect(page.get_by_role("row").filter(has_text=regs[0]["client_name"])).to_have_count(0)
+    expect(page.get_by_role("row").filter(has_text=regs[2]["client_name"])).to_have_count(1)
+
+    page.get_by_role("link", name="Inventory").click()
+    page.get_by_label("Search").fill(f"bulk-{tag}.example")
+    page.get_by_label("Status", exact=True).select_option("denied")
+    page.get_by_role("button", name="Filter the inventory").click()
+    expect(page.get_by_text("2 clients match.")).to_be_visible()

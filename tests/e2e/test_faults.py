@@ -68,7 +68,7 @@ def approved_client(server: Server) -> dict:
         lifecycle.approve(made.client.client_id, version=made.client.version, owner="team-agents", purpose="fault test", scopes=["read"],
                           audiences=[AUDIENCE], max_token_ttl=300, expires_at=clock.in_(86400),
                           review_at=clock.in_(3600), assurance_level=1, proofing_method="in_person",
-                          evidence=None, actor="admin:e2e")
+                          evidence="E2E-1", actor="admin:e2e")
         raw = f"{made.client.client_id}:{made.client_secret}".encode()
         db.session.remove()
         db.engine.dispose()

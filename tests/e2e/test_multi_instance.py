@@ -67,7 +67,7 @@ def approve(server: Server, client_id: str) -> None:
     in_admin(server, lambda: lifecycle.approve(
         client_id, version=1, owner="team-agents", purpose="multi-instance test", scopes=["read"], audiences=[AUDIENCE],
         max_token_ttl=300, expires_at=clock.in_(86400), review_at=clock.in_(3600), assurance_level=1,
-        proofing_method="in_person", evidence=None, actor="admin:e2e"))
+        proofing_method="in_person", evidence="E2E-1", actor="admin:e2e"))
 
 
 @pytest.fixture(scope="module")

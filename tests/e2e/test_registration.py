@@ -60,7 +60,7 @@ def cli(server, *args):
 def approve(server, client_id, scope="read", version=1, *extra):
     cli(server, "registration", "approve", client_id, "--version", str(version), "--owner", "team-e2e",
         "--purpose", "e2e", "--scope", scope, "--audience", "https://api.example.com", "--evidence", "E2E-1",
-        *extra)
+        "--proofing-method", "document_check", *extra)
 
 
 def token_with_secret(server, info):
@@ -220,17 +220,17 @@ def test_each_status_refuses_tokens(live_server):
     approve(server, active["client_id"])
     assert token_with_secret(server, active).status_code == 200
 
-    cli(server, "client", "suspend", active["client_id"], "--reason", "investigating")
+    cli(server, "client", "suspend", active["client_id"], "--reason", "investigating", "--yes")
     suspended = token_with_secret(server, active)
     assert suspended.json()["error"] == "unauthorized_client" and "suspended" in suspended.json()["error_description"]
     cli(server, "client", "reactivate", active["client_id"])
     assert token_with_secret(server, active).status_code == 200
 
     denied = registered()
-    cli(server, "registration", "deny", denied["client_id"], "--reason", "unknown owner")
+    cli(server, "registration", "deny", denied["client_id"], "--reason", "unknown owner", "--yes")
     assert token_with_secret(server, denied).json()["error"] == "invalid_client"
 
-    cli(server, "client", "retire", active["client_id"])
+    cli(server, "client", "retire", active["client_id"], "--yes")
     assert token_with_secret(server, active).json()["error"] == "invalid_client"
 
     unknown = token_with_secret(server, {"client_id": "nobody", "client_secret": "x"})

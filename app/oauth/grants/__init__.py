@@ -1,5 +1,8 @@
-"""Token grants: RFC 6749 §4.4 client credentials and RFC 8693 token exchange."""
+"""Token grants: RFC 6749 §4.4 client credentials and RFC 8693 token exchange, for an agent
+acting as itself; RFC 6749 §4.1 authorization code (with PKCE) and §6 refresh token, for an
+agent acting for a person."""
 from app.oauth.grants.client_credentials import ClientCredentialsGrant
+from app.oauth.grants.person import AuthorizationCodeGrant, RefreshTokenGrant
 from app.oauth.grants.token_exchange import TokenExchangeGrant
 
-__all__ = ["ClientCredentialsGrant", "TokenExchangeGrant"]
+__all__ = ["AuthorizationCodeGrant", "ClientCredentialsGrant", "RefreshTokenGrant", "TokenExchangeGrant"]

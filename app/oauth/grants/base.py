@@ -74,9 +74,10 @@ class OstiaryGrantMixin:
         """RFC 9068 §2.2: minutes, never more than the approval allows."""
         return min(int(current_app.config["ACCESS_TOKEN_TTL"]), int(self.client.approval.max_token_ttl))
 
-    def issue(self, minted, event_type: str, *, task=None, audits=(), data=None):
+    def issue(self, minted, event_type: str, *, task=None, audits=(), data=None, spend=None, rows=()):
         """The one write of an issuance (``app.oauth.group_commit``): the token row, the task row
-        it starts, the assertion's jti and the audit events, in one group-committed transaction."""
+        it starts, the assertion's jti, the code or refresh token it uses up (``spend``), the rows
+        it adds (a refresh token) and the audit events, in one group-committed transaction."""
         row = minted.row
         decision = self.request.decision
         events = [audit.values(**event) for event in audits]
@@ -87,6 +88,6 @@ class OstiaryGrantMixin:
                   "exp": minted.claims["exp"], "auth_method": self.request.auth_method, **(data or {})}))
         current_app.extensions["ostiary.group_commit"].write(Write(
             events, token=row, task=task, jti=self.request.assertion_jti,
-            client=served_cached()))
+            client=served_cached(), spend=spend, rows=list(rows)))
         self.request.assertion_jti = None  # spent with the token
         log.info("issued %s to %r (%s)", row["jti"], self.client.client_id, event_type)

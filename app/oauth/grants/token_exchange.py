@@ -182,6 +182,10 @@ class TokenExchangeGrant(OstiaryGrantMixin, BaseGrant, TokenEndpointMixin):
         crossing = subject.ours and subject.holder != caller
         held_act = subject.claims.get("act")
         if not crossing and actor is None:
+            if held_act is None and subject.ours and subject.sub != subject.holder:
+                # a person's token, exchanged by the agent it was issued to: the agent acts
+                # for the person (RFC 8693 §4.1), and the task token says so
+                return {"sub": caller}, None
             return held_act, None
         acting = actor.sub if actor else caller
         may_act = subject.claims.get("may_act") or {}

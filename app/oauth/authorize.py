@@ -1,0 +1,120 @@
+"""The authorization endpoint's pages (RFC 6749 §4.1): a thin view over ``app.oauth.authorization``.
+
+GET ``/authorize`` checks the request, asks the person to sign in, and shows the consent page
+(or, for an agent still pending, the waiting page); POST ``/authorize`` is the person's
+decision, CSRF-protected. A redirect goes only to a redirect URI the client registered.
+"""
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from app.extensions import db
+from app.http import pages
+from app.models import Client
+from app.models.client import PENDING
+from app.oauth import authorization
+from app.people.session import current_person, require_person, sign_in_url
+from app.policy import scopes as catalogue
+from app.registration import access
+from app.registration.metadata import escape_display
+from app.support.protocol import REFRESH_TOKEN
+
+log = logging.getLogger(__name__)
+
+bp = pages.protect(Blueprint("authorize", __name__))
+
+
+@bp.route("/authorize", methods=["GET", "POST"])
+def authorize():
+    params = request.args if request.method == "GET" else request.form
+    try:
+        asked = authorization.parse(params, params.getlist("resource"))
+    except authorization.ShownError as exc:
+        return render_template("authorize/error.html", message=str(exc)), 400
+    except authorization.RedirectedError as exc:
+        return redirect(exc.request.error_uri(exc), 302 if request.method == "GET" else 303)
+    person = current_person()
+    if person is None:
+        return redirect(sign_in_url(request.full_path if request.method == "GET" else None), 303)
+    client = asked.client
+    if client.status == PENDING:
+        return _waiting(client)
+    if request.method == "GET":
+        if authorization.remembered(person.id, asked):
+            return redirect(authorization.grant(person, asked, remember=False), 302)
+        return _consent(asked, params.getlist("resource"))
+    if request.form.get("decision") == "allow":
+        return redirect(authorization.grant(person, asked, remember=request.form.get("remember") == "yes"), 303)
+    return redirect(authorization.deny(person, asked), 303)
+
+
+@bp.post("/authorize/request-access")
+def request_access():
+    person = current_person()
+    if person is None:
+        return redirect(sign_in_url(None), 303)
+    client_id = request.form.get("client_id", "")
+    try:
+        access.request_access(person, client_id, request.form.get("reason", ""))
+    except access.AccessRequestError as exc:
+        db.session.rollback()
+        client = db.session.get(Client, client_id) if 0 < len(client_id) <= 64 else None
+        if client is None or client.status != PENDING:
+            return render_template("authorize/error.html", message=str(exc)), 400
+        return _waiting(client, error=str(exc), status=400)
+    return _waiting(db.session.get(Client, client_id))
+
+
+def _waiting(client, *, error: str | None = None, status: int = 200):
+    person = current_person()
+    requested = next((r for r in access.access_requests(client.client_id) if r.person_id == person.id), None)
+    return render_template("authorize/waiting.html", name=escape_display(client.client_name or client.client_id),
+                           client_id=client.client_id, requested=requested, error=error), status
+
+
+def _consent(asked: authorization.Request, resources_asked: list[str]):
+    client, approval = asked.client, asked.client.approval
+    parts = urlsplit(asked.redirect_uri)
+    pages.allow_form_redirect(f"{parts.scheme}://{parts.netloc}")
+    described = catalogue.current().scopes
+    config = current_app.config
+    refresh = REFRESH_TOKEN in ((client.client_metadata or {}).get("grant_types") or [])
+    return render_template(
+        "authorize/consent.html", name=escape_display(client.client_name or client.client_id),
+        vouched_by=client.publisher.issuer if client.publisher else None,
+        purpose=escape_display(approval.purpose), owner=escape_display(approval.owner),
+        scopes=[(scope, (described.get(scope) or {}).get("description")) for scope in asked.scopes],
+        resources=asked.resources, resources_asked=resources_asked, hidden=asked.hidden,
+        token_minutes=min(int(config["ACCESS_TOKEN_TTL"]), approval.max_token_ttl) // 60,
+        refresh_days=int(config["REFRESH_TOKEN_TTL"]) // 86400 if refresh else None)
+
+
+@bp.get("/my/agents")
+def my_agents():
+    person = require_person()
+    return render_template("authorize/agents.html", connected=authorization.connected_agents(person),
+                           name=lambda client: escape_display(client.client_name or client.client_id))
+
+
+@bp.post("/my/agents/<client_id>/disconnect")
+def disconnect(client_id: str):
+    person = require_person()
+    try:
+        revoked = authorization.disconnect(person, client_id)
+    except authorization.NotConnected as exc:
+        db.session.rollback()
+        flash(str(exc))
+    else:
+        flash(f"Disconnected; {len(revoked)} access token(s) stopped working now.")
+    return redirect(url_for("authorize.my_agents"), 303)
