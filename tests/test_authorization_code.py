@@ -392,6 +392,8 @@ def test_a_remembered_consent_is_not_asked_again_unless_more_is_asked(client, pe
     assert count(Consent, person_id=person.id, client_id=made.client_id) == 1
     again = client.get("/authorize", query_string=authorize_params(made, pkce()[1]))
     assert "code" in redirected(again)
+    assert [(e.data["consent"], e.data["remember"]) for e in events("authorization.granted")] == [
+        ("given", True), ("remembered", False)]
     more = client.get("/authorize", query_string=authorize_params(made, pkce()[1], scope="read write"))
     assert more.status_code == 200  # asked again: write was never consented to
 

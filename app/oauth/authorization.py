@@ -176,9 +176,10 @@ def remembered(person_id: int, request: Request) -> bool:
     return consent is not None and set(request.scopes) <= set(consent.scopes)
 
 
-def grant(person, request: Request, *, remember: bool) -> str:
-    """The person authorizes the request: a code (stored as a hash, short-lived) and, asked to,
-    the consent remembered; audited, committed. Returns the redirect URI with the code."""
+def grant(person, request: Request, *, remember: bool, consent: str = "given") -> str:
+    """The person authorizes the request (``consent``: "given" now, or "remembered" from
+    before): a code (stored as a hash, short-lived) and, asked to, the consent remembered;
+    audited, committed. Returns the redirect URI with the code."""
     code, now = hashing.generate(), clock.now()
     db.session.add(AuthorizationCode(
         code_hash=hashing.hash_secret(code), client_id=request.client.client_id, person_id=person.id,
@@ -186,15 +187,15 @@ def grant(person, request: Request, *, remember: bool) -> str:
         scopes=request.scopes, resources=request.resources, code_challenge=request.code_challenge,
         created_at=now, expires_at=now + timedelta(seconds=int(current_app.config["AUTHORIZATION_CODE_TTL"]))))
     if remember:
-        consent = db.session.get(Consent, (person.id, request.client.client_id))
-        if consent is None:
+        stored = db.session.get(Consent, (person.id, request.client.client_id))
+        if stored is None:
             db.session.add(Consent(person_id=person.id, client_id=request.client.client_id,
                                    scopes=request.scopes, granted_at=now))
         else:
-            consent.scopes, consent.granted_at = sorted(set(consent.scopes) | set(request.scopes)), now
+            stored.scopes, stored.granted_at = sorted(set(stored.scopes) | set(request.scopes)), now
     audit.record("authorization.granted", f"person:{person.public_id}", client_id=request.client.client_id,
                  decision="allow", data={"scope": " ".join(request.scopes), "resources": request.resources,
-                                         "remembered": remember})
+                                         "consent": consent, "remember": remember})
     db.session.commit()
     return request.redirect([("code", code)])
 

@@ -52,7 +52,7 @@ def authorize():
         return _waiting(client)
     if request.method == "GET":
         if authorization.remembered(person.id, asked):
-            return redirect(authorization.grant(person, asked, remember=False), 302)
+            return redirect(authorization.grant(person, asked, remember=False, consent="remembered"), 302)
         return _consent(asked, params.getlist("resource"))
     if request.form.get("decision") == "allow":
         return redirect(authorization.grant(person, asked, remember=request.form.get("remember") == "yes"), 303)
