@@ -171,3 +171,36 @@ def live_server_pg(tmp_path_factory, new_pg_database):
     with start_server(tmp_path_factory.mktemp("live-pg"), database_url=new_pg_database(),
                       **SHARED_SERVER_LIMITS) as server:
         yield server
+
+
+# A scope catalogue with default, plain and sensitive scopes (the approval tests' and the
+# console's): ``scopes_file`` puts it in place before the app is built.
+SCOPE_CATALOGUE = """
+[levels.1]
+name = "low"
+[levels.2]
+name = "substantial"
+[levels.3]
+name = "high"
+[catalogue]
+default_assurance = 1
+proofing_methods = ["in_person", "document_check", "video_call", "software_statement", "owner_attestation"]
+evidence_methods = ["in_person", "document_check", "software_statement"]
+[scopes.read]
+description = "reads the nightly reports"
+default = true
+[scopes.write]
+description = "writes reports"
+[scopes."payments:write"]
+assurance = 2
+description = "moves money"
+sensitive = true
+"""
+
+
+@pytest.fixture
+def scopes_file(tmp_path, settings):
+    path = tmp_path / "scopes.toml"
+    path.write_text(SCOPE_CATALOGUE)
+    settings["SCOPES_FILE"] = str(path)
+    return path

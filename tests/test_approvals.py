@@ -14,36 +14,6 @@ from app.support import clock
 
 from .factories import ACTOR, events, make_client
 
-CATALOGUE = """
-[levels.1]
-name = "low"
-[levels.2]
-name = "substantial"
-[levels.3]
-name = "high"
-[catalogue]
-default_assurance = 1
-proofing_methods = ["in_person", "document_check", "video_call", "software_statement", "owner_attestation"]
-evidence_methods = ["in_person", "document_check", "software_statement"]
-[scopes.read]
-description = "reads reports"
-default = true
-[scopes.write]
-description = "writes reports"
-[scopes."payments:write"]
-assurance = 2
-description = "moves money"
-sensitive = true
-"""
-
-
-@pytest.fixture
-def scopes_file(tmp_path, settings):
-    path = tmp_path / "scopes.toml"
-    path.write_text(CATALOGUE)
-    settings["SCOPES_FILE"] = str(path)
-    return path
-
 
 def fresh(client_id) -> Client:
     db.session.expire_all()
