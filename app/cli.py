@@ -25,6 +25,7 @@ from app.db.schema import current_revision, head_revision
 from app.oauth.cli import task_group
 from app.people.cli import user_group
 from app.registration.cli import client_group, iat_group, registration_group
+from app.registration.documents_cli import document_group, document_publisher_group
 from app.signing.cli import keys_group
 from app.signing.store import ensure_keys
 from app.support.cli import failing_on
@@ -102,6 +103,6 @@ def init_command():
     click.echo("\n".join(done) if done else "already initialised")
 
 
-for _group in (admin_group, audit_group, client_group, iat_group, keys_group, publisher_group,
-               registration_group, task_group, user_group, workload_issuer_group):
+for _group in (admin_group, audit_group, client_group, document_group, document_publisher_group, iat_group,
+               keys_group, publisher_group, registration_group, task_group, user_group, workload_issuer_group):
     main.add_command(_group)

@@ -75,6 +75,14 @@ DEFAULTS: dict[str, object] = {
     "FETCH_MAX_BYTES": 64 * 1024,
     "FETCH_CACHE_SECONDS": 300,
     "ASSERTION_MAX_LIFETIME": 300,
+    # Client ID Metadata Documents (app.registration.documents): a client_id that is an https
+    # URL names a document of its metadata, fetched and kept within these bounds (seconds),
+    # whatever its Cache-Control says; off, such a client_id is unknown here. FETCH_CA_FILE: a
+    # PEM bundle the fetcher trusts instead of the system's (a private CA; empty: the system's).
+    "CLIENT_ID_DOCUMENTS": True,
+    "CLIENT_DOCUMENT_MIN_CACHE": 60,
+    "CLIENT_DOCUMENT_MAX_CACHE": 24 * 3600,
+    "FETCH_CA_FILE": "",
     "SCOPES_FILE": "",  # empty: config/scopes.toml shipped with Ostiary
     "POLICY_FILE": "",  # empty: config/policy.toml shipped with Ostiary
     "INCLUDE_OWNER_IN_TOKENS": True,
@@ -82,6 +90,18 @@ DEFAULTS: dict[str, object] = {
     # A person's session (app.people.session) ends this long after the sign-in, whatever the
     # person does meanwhile.
     "PERSON_SESSION_MINUTES": 15,
+    # Sign-on through the organisation's OpenID provider (app.people.oidc), off while ISSUER is
+    # empty. Who may sign in: a verified email in one of ALLOWED_DOMAINS, and/or membership of
+    # one of ALLOWED_GROUPS (read from the GROUPS_CLAIM); at least one of the two is required.
+    # NAME is the sign-in button's "Sign in with <NAME>" (default: the issuer's host).
+    "PEOPLE_OIDC_ISSUER": "",
+    "PEOPLE_OIDC_CLIENT_ID": "",
+    "PEOPLE_OIDC_CLIENT_SECRET": "",
+    "PEOPLE_OIDC_NAME": "",
+    "PEOPLE_OIDC_SCOPES": ["openid", "email", "profile"],
+    "PEOPLE_OIDC_ALLOWED_DOMAINS": [],
+    "PEOPLE_OIDC_ALLOWED_GROUPS": [],
+    "PEOPLE_OIDC_GROUPS_CLAIM": "groups",
     # The audit trail's sequencer (app.audit.sequencer): how often each server process looks
     # for events to seal (0: never by itself; `ostiary audit seal` does it), and how often at
     # most it signs a checkpoint of what it sealed.
@@ -144,6 +164,9 @@ def load(overrides: dict | None = None, environ=None) -> dict:
                  "EVIDENCE_REQUIRED_FROM_LEVEL", "SECRET_ROTATION_GRACE"):
         if not isinstance(values[name], int) or isinstance(values[name], bool) or values[name] < 0:
             raise SettingsError(f"{ENV_PREFIX}{name} must be a whole number")
+    if not 0 <= values["CLIENT_DOCUMENT_MIN_CACHE"] <= values["CLIENT_DOCUMENT_MAX_CACHE"]:
+        raise SettingsError(f"{ENV_PREFIX}CLIENT_DOCUMENT_MIN_CACHE must be at least 0 and at most "
+                            f"{ENV_PREFIX}CLIENT_DOCUMENT_MAX_CACHE")
     if not 1 <= values["REVIEW_DAYS"] <= values["APPROVAL_DAYS"] <= 3 * 365:
         raise SettingsError(f"{ENV_PREFIX}REVIEW_DAYS must be at least 1 and at most "
                             f"{ENV_PREFIX}APPROVAL_DAYS, itself at most three years (1095 days)")

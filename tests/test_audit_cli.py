@@ -12,6 +12,7 @@ from app import audit
 from app.audit import sequencer
 from app.extensions import db
 from app.models import AuditEvent
+from app.models.client import CLIENT_ID_MAX
 from app.support import clock
 
 from .factories import count, events
@@ -143,8 +144,8 @@ def test_concurrent_threads_and_processes_keep_one_chain_without_gaps(app):
 
 def test_values_from_refused_requests_are_stored_whatever_they_hold(app):
     """A NUL byte (which PostgreSQL text refuses) or an over-long client_id must not fail the write."""
-    write("token.refused", "client:\x00" + "x" * 300, client_id="a\x00b" + "y" * 100, reason="r\x00")
+    write("token.refused", "client:\x00" + "x" * 300, client_id="a\x00b" + "y" * CLIENT_ID_MAX, reason="r\x00")
     [event] = events("token.refused")
-    assert event.client_id.startswith("a\ufffdb") and len(event.client_id) == 64
+    assert event.client_id.startswith("a\ufffdb") and len(event.client_id) == CLIENT_ID_MAX
     assert event.client_id.endswith("\u2026") and event.reason == "r\ufffd"
     assert audit.verify()[1] is None

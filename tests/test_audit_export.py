@@ -8,6 +8,7 @@ import pytest
 from app import audit
 from app.console.queries import client_timeline
 from app.extensions import db
+from app.models.client import CLIENT_ID_MAX
 from app.support import clock
 
 from .console_helpers import Console
@@ -100,7 +101,7 @@ def test_console_export_between_dates_with_filters(console, trail, query, expect
     ("since=2027-02-30", "Not a valid date value."),
     ("until=not-a-date", "Not a valid date value."),
     ("since=2027-03-02&until=2027-03-01", "The end date is before the start date."),
-    ("client_id=" + "x" * 65, "Field cannot be longer than 64 characters."),
+    ("client_id=" + "x" * (CLIENT_ID_MAX + 1), f"Field cannot be longer than {CLIENT_ID_MAX} characters."),
 ])
 @pytest.mark.parametrize("path", ["/console/audit/export.jsonl", "/console/audit"])
 def test_console_refuses_a_malformed_search_or_export_and_shows_why(console, trail, path, query, message):

@@ -1,5 +1,6 @@
 """RFC 6749 §5.2 invalid_client: one answer for every failed client authentication, so that no
-endpoint tells a stranger which client_ids are registered; the audit trail keeps the reason."""
+endpoint tells a stranger which client_ids are registered; the audit trail keeps the reason.
+Only credentials that verified, sent by another method than the client's, are told that method."""
 import base64
 from datetime import timedelta
 
@@ -40,9 +41,6 @@ CASES = {
                              "no client has this client_id"),
     "wrong secret, post": (lambda c: ({"client_id": c["post"].client_id, "client_secret": "not-the-secret"}, {}),
                            "wrong client secret"),
-    "right secret, other method": (
-        lambda c: ({"client_id": c["basic"].client_id, "client_secret": c["basic"].client_secret}, {}),
-        "the client registered client_secret_basic"),
     "secret for a key client": (lambda c: ({}, basic(c["keyed"].client_id, "guess")), "has no secret"),
     "unknown client, assertion": (lambda c: (assertion_form(c["keyed"], sub="nobody", iss="nobody"), {}),
                                   "no client has the assertion's sub"),
@@ -84,6 +82,37 @@ def test_every_failure_gets_the_same_answer(client, clients, path):
     assert status == 401
     assert challenge == f'Basic error="invalid_client", error_description="{AUTHENTICATION_FAILED}"'
     assert body == (b'{"error": "invalid_client", "error_description": "' + AUTHENTICATION_FAILED.encode() + b'"}')
+
+
+@pytest.mark.parametrize("path", ["/token", "/introspect", "/revoke", "/task/end"])
+def test_the_right_secret_sent_another_way_is_told_the_registered_method(client, clients, path):
+    """The one refusal that says more: the secret verified, so whoever sent it holds it, and the
+    method its client registered is all it learns (app.oauth.server, WRONG_METHOD)."""
+    basic_client, post_client = clients["basic"], clients["post"]
+    for form, headers, registered in [
+            ({"client_id": basic_client.client_id, "client_secret": basic_client.client_secret}, {},
+             "client_secret_basic"),
+            ({}, basic(post_client.client_id, post_client.client_secret), "client_secret_post")]:
+        response = client.post(path, data={**ENDPOINTS[path], **form}, headers=headers)
+        body = response.get_json()
+        assert response.status_code == 401 and body["error"] == "invalid_client", body
+        assert f"registered token_endpoint_auth_method {registered}" in body["error_description"], body
+        assert response.headers["WWW-Authenticate"].startswith("Basic ")
+        event = last_refusal(path)
+        assert event.actor == "anonymous" and f"the client registered {registered}" in event.reason
+
+
+def test_a_method_the_server_no_longer_allows_is_said_to_whoever_holds_the_secret(app, client, clients):
+    post = clients["post"]
+    app.config["ALLOWED_AUTH_METHODS"] = ["private_key_jwt", "client_secret_basic"]
+    response = client.post("/token", data={**ENDPOINTS["/token"], "client_id": post.client_id,
+                                           "client_secret": post.client_secret})
+    body = response.get_json()
+    assert response.status_code == 401 and body["error"] == "invalid_client"
+    assert "token_endpoint_auth_method client_secret_post is no longer allowed" in body["error_description"]
+    wrong = client.post("/token", data={**ENDPOINTS["/token"], "client_id": post.client_id,
+                                        "client_secret": "not-the-secret"}).get_json()
+    assert wrong["error_description"] == AUTHENTICATION_FAILED
 
 
 def test_the_answer_is_the_same_at_every_endpoint(client, clients):

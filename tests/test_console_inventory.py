@@ -5,8 +5,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from app.console import queries
-from app.console.queries import InventoryFilter
+from app.registration import inventory as queries
+from app.registration.inventory import InventoryFilter
 from app.extensions import db
 from app.models import Client, IssuedToken
 from app.support import clock

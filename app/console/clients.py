@@ -1,5 +1,6 @@
 """Console: registration detail with proofing and approval, and client actions (the inventory
-is ``app.console.inventory``).
+is ``app.console.inventory``). A client id may be a URL (a metadata document): its routes take a
+path, and keep its ``//``.
 
 Each POST view validates its form (CSRF included) and calls exactly one
 ``app.registration.lifecycle`` function with ``actor="admin:<username>"``.
@@ -21,12 +22,13 @@ from app.console.forms import (
 )
 from app.console.proofing import approval_form as approval_form_for
 from app.console.proofing import edit_form, initial_level, renew_form
-from app.console.queries import key_thumbprints, statement_claims, token_usage
+from app.console.queries import key_thumbprints, statement_claims
 from app.extensions import db
-from app.models import Client, IssuedToken
-from app.models.client import ACTIVE, SUSPENDED
+from app.models import Client, ClientDocument, IssuedToken
+from app.models.client import ACTIVE, SUSPENDED, is_url_id
 from app.policy import scopes as catalogue
-from app.registration import lifecycle
+from app.registration import documents, lifecycle
+from app.registration.inventory import token_usage
 from app.registration.metadata import escape_display
 from app.registration.service import related, same_statement
 from app.support import clock
@@ -59,6 +61,7 @@ def _render_detail(client: Client, approval_form=None, deny_form=None, status=20
             and client.approval.expires_at > clock.now())  # what renewal and edits accept
     return render_template(
         "console/client.html", client=client, catalogue=cat, level=level, now=clock.now(),
+        document=db.session.get(ClientDocument, client.client_id) if is_url_id(client.client_id) else None,
         approval_form=approval_form or approval_form_for(client, level, cat),
         renew_form=renew or (renew_form(client, cat) if live else None),
         edit_form=edit or (edit_form(client, cat) if live else None),
@@ -70,12 +73,12 @@ def _render_detail(client: Client, approval_form=None, deny_form=None, status=20
         tokens_24h=tokens_24h), status
 
 
-@bp.get("/clients/<client_id>")
+@bp.get("/clients/<path:client_id>", merge_slashes=False)
 def client(client_id: str):
     return _render_detail(get_client_or_404(client_id))
 
 
-@bp.post("/clients/<client_id>/approve")
+@bp.post("/clients/<path:client_id>/approve", merge_slashes=False)
 def approve(client_id: str):
     """Approve; or, with the ``refresh`` button, show the form again at the assurance level
     chosen (other scopes offered), with everything typed kept, approving nothing."""
@@ -169,31 +172,47 @@ def _transition(client_id: str, form, call, done: str, verb: str | None = None):
     return redirect(url_for("console.client", client_id=client_id), 303)
 
 
-@bp.post("/clients/<client_id>/deny")
+@bp.post("/clients/<path:client_id>/document/refresh", merge_slashes=False)
+def refresh_document(client_id: str):
+    """Fetch the client's metadata document now (``documents.refresh``), whatever its cache time."""
+    client = get_client_or_404(client_id)
+    if not ActionForm().validate_on_submit():
+        abort(400, description="The form was not valid (missing or expired CSRF token).")
+    try:
+        documents.refresh(client.client_id, actor=actor())
+    except documents.DocumentError as exc:
+        db.session.rollback()
+        flash(f"The document could not be used: {exc}")
+    else:
+        flash(f"Fetched the metadata document of {display_name(client)} again.")
+    return redirect(url_for("console.client", client_id=client_id), 303)
+
+
+@bp.post("/clients/<path:client_id>/deny", merge_slashes=False)
 def deny(client_id: str):
     return _transition(client_id, ReasonForm(), lambda f: lifecycle.deny(
         client_id, reason=f.reason.data, actor=actor()), "denied", "deny")
 
 
-@bp.post("/clients/<client_id>/suspend")
+@bp.post("/clients/<path:client_id>/suspend", merge_slashes=False)
 def suspend(client_id: str):
     return _transition(client_id, ReasonForm(), lambda f: lifecycle.suspend(
         client_id, reason=f.reason.data, actor=actor()), "suspended", "suspend")
 
 
-@bp.post("/clients/<client_id>/reactivate")
+@bp.post("/clients/<path:client_id>/reactivate", merge_slashes=False)
 def reactivate(client_id: str):
     return _transition(client_id, ActionForm(), lambda f: lifecycle.reactivate(
         client_id, actor=actor()), "reactivated")
 
 
-@bp.post("/clients/<client_id>/retire")
+@bp.post("/clients/<path:client_id>/retire", merge_slashes=False)
 def retire(client_id: str):
     return _transition(client_id, OptionalReasonForm(), lambda f: lifecycle.retire(
         client_id, reason=f.reason.data or None, actor=actor()), "retired", "retire")
 
 
-@bp.post("/clients/<client_id>/rotate-secret")
+@bp.post("/clients/<path:client_id>/rotate-secret", merge_slashes=False)
 def rotate_secret(client_id: str):
     """The new secret is shown once, in this response (never stored, never in a redirect)."""
     client = get_client_or_404(client_id)

@@ -24,6 +24,7 @@ from wtforms.validators import (
 )
 from wtforms.widgets import CheckboxInput, HiddenInput, ListWidget
 
+from app.models.client import CLIENT_ID_MAX
 from app.registration.lifecycle import MAX_TOKEN_TTL_CEILING
 
 
@@ -60,6 +61,22 @@ class BulkConfirmForm(FlaskForm):
     action = HiddenField(validators=[DataRequired()])
     client_ids = HiddenField(validators=[DataRequired()])
     back = HiddenField()
+    reason = StringField("Reason (recorded for each client)", validators=[DataRequired(), Length(max=500)])
+
+
+class BulkMatchForm(FlaskForm):
+    """Every client a list page matches (``match``: which page and its filter, or a group of the
+    queue) and what to do with them; like ``BulkSelectForm`` it only leads to the confirmation."""
+    action = HiddenField(validators=[AnyOf(("deny", "suspend"), "Choose deny or suspend.")])
+    match = HiddenField(validators=[DataRequired("Say which clients."), Length(max=2000)])
+    back = HiddenField()
+
+
+class BulkMatchConfirmForm(BulkMatchForm):
+    """The confirmation of a match: the clients it named, as their count and digest, so that the
+    action is refused if the match changed since (``app.console.bulk``)."""
+    count = IntegerField(widget=HiddenInput(), validators=[InputRequired()])
+    digest = HiddenField(validators=[DataRequired(), Length(min=64, max=64)])
     reason = StringField("Reason (recorded for each client)", validators=[DataRequired(), Length(max=500)])
 
 
@@ -181,7 +198,7 @@ class AuditSearchForm(FlaskForm):
     class Meta:
         csrf = False  # a search (GET) changes nothing
 
-    client_id = StringField("Client ID", validators=[Optional(), Length(max=64)])
+    client_id = StringField("Client ID", validators=[Optional(), Length(max=CLIENT_ID_MAX)])
     actor = StringField("Actor", validators=[Optional(), Length(max=255)])
     event_type = StringField("Event type", validators=[Optional(), Length(max=64)])
     since = DateField("From (date, UTC)", validators=[Optional()])

@@ -1,42 +1,34 @@
-"""Read-only queries behind the console pages: the pending queue, the inventory, the trail.
+"""Read-only queries behind the console pages: the pending queue, a client's page, the trail
+(the inventory's selection is ``app.registration.inventory``).
 
 Nothing here changes state; state changes go through the service modules.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+import sys
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from app.audit import trail
 from app.console import lookalikes
 from app.extensions import db
-from app.models import Approval, AuditEvent, Client, IssuedToken, Publisher
-from app.models.client import ACTIVE, DENIED, EXPIRED, PENDING, SUSPENDED
-from app.support import clock, untrusted_json
+from app.models import AuditEvent, Client, Publisher
+from app.models.client import DENIED, PENDING
+from app.support import untrusted_json
 
 log = logging.getLogger(__name__)
 
-SECRET_WARNING = timedelta(days=14)  # a secret expiring sooner needs rotating
-INVENTORY_PAGE = 50
+PENDING_PAGE = 50  # registrations a page of the queue holds, in whole groups as far as they fit
 AUDIT_PAGE = 100
 TIMELINE = 50  # events on a client's page; the rest are in the audit trail's search
-
-FLAGS = {
-    "no_owner": "no owner",
-    "expired": "expired",
-    "review_overdue": "review overdue",
-    "secret_expiring": "secret near expiry",
-    "never_used": "never used",
-    "unused": "unused",
-}
 
 
 @dataclass
@@ -47,18 +39,29 @@ class PendingGroup:
     software_id: str | None
     address: str | None
     host: str | None = None
-    clients: list = field(default_factory=list)
+    clients: list = field(default_factory=list)  # those on the page asked for
     # client_id -> how many other registrations presented the very same statement
     same_statement: dict = field(default_factory=dict)
     # client_id -> what the reviewer should know before approving (impersonation, look-alikes)
     warnings: dict = field(default_factory=dict)
+    size: int = 0  # registrations in the whole group, on every page
+    first: int = 1  # the number, within the group, of the first of ``clients``
+    client_ids: list = field(default_factory=list)  # the whole group's, oldest first
 
 
-def source_host(client: Client) -> str | None:
+@dataclass
+class PendingPage:
+    groups: list[PendingGroup]
+    total: int  # pending registrations, on every page
+    group_count: int  # groups, on every page
+    page: int
+    pages: int
+
+
+def host_of(jwks_uri: str | None, client_uri, redirect_uri) -> str | None:
     """The host a registration says it comes from: its ``jwks_uri``, else its ``client_uri``,
     else its first redirect URI (lower-case, as URLs compare hosts)."""
-    metadata = client.client_metadata or {}
-    for value in (client.jwks_uri, metadata.get("client_uri"), *(metadata.get("redirect_uris") or [])[:1]):
+    for value in (jwks_uri, client_uri, redirect_uri):
         if isinstance(value, str) and value:
             try:
                 host = urlsplit(value).hostname
@@ -69,38 +72,96 @@ def source_host(client: Client) -> str | None:
     return None
 
 
-def pending_groups() -> list[PendingGroup]:
-    """Pending registrations grouped by what identifies the agent, largest group first, so
-    floods stand out.
+def source_host(client: Client) -> str | None:
+    """``host_of`` a client's registered URLs."""
+    metadata = client.client_metadata or {}
+    return host_of(client.jwks_uri, metadata.get("client_uri"), (metadata.get("redirect_uris") or [None])[0])
+
+
+def _pending_keys() -> list[PendingGroup]:
+    """Every pending registration's group, with its members' ids but not the registrations:
+    one query of the few columns a group is made of, oldest first, grouped here, largest group
+    first (then the oldest), so floods stand out.
 
     A verified statement groups by publisher and ``software_id`` (the publisher vouches for
     the software, wherever it registers from); a self-asserted registration by everything it
-    presents about itself: its claimed ``software_id``, the host of its URLs
-    (``source_host``) and the address it came from, so two unrelated agents behind one
-    address are two groups.
-    """
-    clients = db.session.execute(
-        select(Client).where(Client.status == PENDING).order_by(Client.created_at)
-        .options(selectinload(Client.publisher))
-    ).scalars().all()
+    presents about itself: its claimed ``software_id``, the host of its URLs (``host_of``)
+    and the address it came from, so two unrelated agents behind one address are two groups.
+    The host is parsed here, by the one URL parser, not in SQL: string functions differ
+    between SQLite and PostgreSQL, and a group must not depend on the database."""
+    metadata = Client.client_metadata
+    rows = db.session.execute(
+        select(Client.client_id, Client.publisher_id, Publisher.issuer, Client.software_id,
+               Client.registered_from, Client.jwks_uri, metadata["client_uri"].as_string(),
+               metadata[("redirect_uris", 0)].as_string(), Client.created_at)
+        .outerjoin(Publisher, Publisher.id == Client.publisher_id)
+        .where(Client.status == PENDING).order_by(Client.created_at, Client.client_id)).all()
     groups: dict[str, PendingGroup] = {}
-    for c in clients:
-        if c.publisher_id:
-            key = f"publisher:{c.publisher_id}:{c.software_id or ''}"
-            group = groups.setdefault(key, PendingGroup(key, True, c.publisher.issuer, c.software_id, None))
+    started: dict[str, datetime] = {}
+    for client_id, publisher_id, issuer, software_id, address, jwks_uri, client_uri, redirect_uri, created in rows:
+        if publisher_id:
+            key = f"publisher:{publisher_id}:{software_id or ''}"
+            group = groups.setdefault(key, PendingGroup(key, True, issuer, software_id, None))
         else:
-            host = source_host(c)
-            key = f"self:{c.software_id or ''}:{host or ''}:{c.registered_from or ''}"
-            group = groups.setdefault(key, PendingGroup(key, False, None, c.software_id, c.registered_from,
-                                                        host))
-        group.clients.append(c)
+            host = host_of(jwks_uri, client_uri, redirect_uri)
+            key = f"self:{software_id or ''}:{host or ''}:{address or ''}"
+            group = groups.setdefault(key, PendingGroup(key, False, None, software_id, address, host))
+        started.setdefault(key, created)
+        group.client_ids.append(client_id)
+    for group in groups.values():
+        group.size = len(group.client_ids)
+    return sorted(groups.values(), key=lambda g: (-g.size, started[g.key], g.key))
+
+
+def pending_page(page: int = 1, page_size: int | None = None) -> PendingPage:
+    """One page of the pending queue, in whole groups: a page takes the next groups, largest
+    first, while they fit in ``page_size`` registrations, and always at least one; a group
+    larger than a page is cut in parts of ``page_size`` registrations, each part a page of its
+    own but the last, which the next groups may join (``first`` and ``size`` say which part). Only that page's registrations are read in full,
+    with their warnings and the other uses of their statements."""
+    page_size = page_size or PENDING_PAGE
+    chunks: list[list[tuple[PendingGroup, int, list[str]]]] = [[]]
+    filled = 0
+    for group in _pending_keys():
+        for start in range(0, group.size, page_size):
+            part = group.client_ids[start:start + page_size]
+            if chunks[-1] and filled + len(part) > page_size:
+                chunks.append([])
+                filled = 0
+            chunks[-1].append((group, start + 1, part))
+            filled += len(part)
+    pages = len(chunks)
+    page = min(max(1, page), pages)
+    on_page = chunks[page - 1]
+    ids = [client_id for _, _, part in on_page for client_id in part]
+    found = {c.client_id: c for c in db.session.execute(
+        select(Client).where(Client.client_id.in_(ids)).options(selectinload(Client.publisher))).scalars()} \
+        if ids else {}
+    clients = [found[i] for i in ids if i in found]
     counts = _statement_uses(clients)
     warnings = pending_warnings(clients)
-    for group in groups.values():
-        group.same_statement = {c.client_id: counts[c.statement_digest] - 1 for c in group.clients
-                                if counts.get(c.statement_digest, 0) > 1}
-        group.warnings = {c.client_id: warnings[c.client_id] for c in group.clients if warnings.get(c.client_id)}
-    return sorted(groups.values(), key=lambda g: (-len(g.clients), g.clients[0].created_at))
+    shown = []
+    for group, first, part in on_page:
+        members = [found[i] for i in part if i in found]
+        shown.append(replace(
+            group, clients=members, first=first,
+            same_statement={c.client_id: counts[c.statement_digest] - 1 for c in members
+                            if counts.get(c.statement_digest, 0) > 1},
+            warnings={c.client_id: warnings[c.client_id] for c in members if warnings.get(c.client_id)}))
+    all_groups = {group.key for chunk in chunks for group, _, _ in chunk}
+    return PendingPage(shown, sum(len(part) for chunk in chunks for _, _, part in chunk), len(all_groups),
+                       page, pages)
+
+
+def pending_groups() -> list[PendingGroup]:
+    """Every group of the pending queue, every registration read in full (one page of all)."""
+    return pending_page(page_size=sys.maxsize).groups
+
+
+def pending_group(key: str) -> PendingGroup | None:
+    """The group ``key`` of the pending queue as it is now, its members' ids oldest first
+    (None if it has no pending registration any more)."""
+    return next((group for group in _pending_keys() if group.key == key), None)
 
 
 def pending_warnings(clients: list[Client]) -> dict[str, list[str]]:
@@ -152,193 +213,6 @@ def _statement_uses(clients: list[Client]) -> dict[str, int]:
         .group_by(Client.statement_digest)).all())
 
 
-@dataclass
-class InventoryRow:
-    client: Client
-    last_token: datetime | None
-    tokens_24h: int
-    flags: list[str]
-
-
-def token_usage(client_ids: list[str] | None = None) -> dict[str, tuple[datetime | None, int]]:
-    """client_id -> (last token issued, tokens issued in the last 24 h), in one grouped query."""
-    since = clock.now() - timedelta(hours=24)
-    query = select(IssuedToken.client_id, func.max(IssuedToken.issued_at),
-                   func.sum(case((IssuedToken.issued_at >= since, 1), else_=0))
-                   ).group_by(IssuedToken.client_id)
-    if client_ids is not None:
-        query = query.where(IssuedToken.client_id.in_(client_ids))
-    return {cid: (last, int(count or 0)) for cid, last, count in db.session.execute(query)}
-
-
-def attention_flags(client: Client, last_token: datetime | None, unused_days: int) -> list[str]:
-    """What needs attention on one client, as shown in its row; ``_flag_condition`` is the
-    same rule in SQL, for the inventory's filter (a test holds the two together)."""
-    now, approval = clock.now(), client.approval
-    live = client.status in (ACTIVE, SUSPENDED)
-    flags = []
-    if live and (approval is None or not (approval.owner or "").strip()):
-        flags.append("no_owner")
-    if client.status == EXPIRED or (live and approval is not None and approval.expires_at <= now):
-        flags.append("expired")
-    if live and approval is not None and approval.review_at <= now:
-        flags.append("review_overdue")
-    if live and client.secret_expires_at is not None and client.secret_expires_at <= now + SECRET_WARNING:
-        flags.append("secret_expiring")
-    if client.status == ACTIVE:
-        if last_token is None:
-            flags.append("never_used")
-        elif last_token <= now - timedelta(days=unused_days):
-            flags.append("unused")
-    return flags
-
-
-def _last_token():
-    """The client's last token, a correlated subquery that reads the index on
-    (client_id, issued_at) backwards: one index probe per client, however many tokens."""
-    return (select(func.max(IssuedToken.issued_at)).where(IssuedToken.client_id == Client.client_id)
-            .correlate(Client).scalar_subquery())
-
-
-def _flag_condition(flag: str, last_token, unused_days: int):
-    """``attention_flags`` in SQL (the inventory is joined to the client's approval)."""
-    now = clock.now()
-    live = Client.status.in_((ACTIVE, SUSPENDED))
-    has_approval = Approval.id.is_not(None)
-    return {
-        "no_owner": and_(live, or_(~has_approval, func.trim(func.coalesce(Approval.owner, "")) == "")),
-        "expired": or_(Client.status == EXPIRED, and_(live, has_approval, Approval.expires_at <= now)),
-        "review_overdue": and_(live, has_approval, Approval.review_at <= now),
-        "secret_expiring": and_(live, Client.secret_expires_at.is_not(None),
-                                Client.secret_expires_at <= now + SECRET_WARNING),
-        "never_used": and_(Client.status == ACTIVE, last_token.is_(None)),
-        "unused": and_(Client.status == ACTIVE, last_token <= now - timedelta(days=unused_days)),
-    }[flag]
-
-
-LAST_USED = {
-    "within": "issued a token in the last N days",
-    "not_within": "no token in the last N days",
-    "never": "never issued a token",
-}
-
-
-def _last_used_condition(last_used: str, last_token, days: int):
-    since = clock.now() - timedelta(days=days)
-    return {"within": last_token > since,
-            "not_within": or_(last_token.is_(None), last_token <= since),
-            "never": last_token.is_(None)}[last_used]
-
-
-SORTS = {
-    "newest": "newest first",
-    "oldest": "oldest first",
-    "name": "name",
-    "status": "status",
-    "owner": "owner",
-    "expires": "approval expires soonest",
-    "review": "review due soonest",
-    "last_token": "last token, most recent first",
-}
-
-
-def _ordering(sort: str, last_token) -> list:
-    """ORDER BY for ``sort``, empty values last on every database (SQLite puts NULL first,
-    PostgreSQL last), the client id last so that pages never overlap."""
-    def nulls_last(column, descending=False):
-        return [column.is_(None), column.desc() if descending else column]
-    by = {
-        "newest": [Client.created_at.desc()],
-        "oldest": [Client.created_at],
-        "name": nulls_last(func.lower(Client.client_name)),
-        "status": [Client.status, Client.created_at.desc()],
-        "owner": nulls_last(func.lower(Approval.owner)),
-        "expires": nulls_last(Approval.expires_at),
-        "review": nulls_last(Approval.review_at),
-        "last_token": nulls_last(last_token, descending=True),
-    }[sort]
-    return [*by, Client.client_id]
-
-
-@dataclass
-class InventoryFilter:
-    """What the inventory is asked for; every part of it runs in SQL, over every client."""
-    search: str = ""
-    status: str | None = None
-    assurance: int | None = None
-    flag: str | None = None
-    last_used: str | None = None
-    unused_days: int = 30
-    sort: str = "newest"
-    page: int = 1
-
-
-@dataclass
-class InventoryPage:
-    rows: list[InventoryRow]
-    total: int  # how many clients match, over every page
-    page: int
-    pages: int
-
-
-def _like(term: str) -> str:
-    r"""A LIKE pattern that finds ``term`` anywhere, its own ``%``, ``_`` and ``\`` literal."""
-    return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
-def _search_condition(term: str):
-    """Case-insensitive, anywhere in: name, owner, client id, software id, the verified
-    publisher, the address it registered from and the hosts of its URLs (``source_host``)."""
-    pattern = _like(term)
-    columns = (Client.client_name, Approval.owner, Client.client_id, Client.software_id, Publisher.issuer,
-               Client.registered_from, Client.jwks_uri, Client.client_metadata["client_uri"].as_string())
-    return or_(*(column.ilike(pattern, escape="\\") for column in columns))
-
-
-def inventory(wanted: InventoryFilter, page_size: int = INVENTORY_PAGE) -> InventoryPage:
-    """One page of the clients matching ``wanted``, and how many match in all: search,
-    filters and sort are one SQL query over every client, so an old client is found as
-    surely as a new one."""
-    last_token = _last_token()
-    conditions = []
-    if wanted.search.strip():
-        conditions.append(_search_condition(wanted.search.strip()))
-    if wanted.status:
-        conditions.append(Client.status == wanted.status)
-    if wanted.assurance is not None:
-        conditions.append(Approval.assurance_level == wanted.assurance)
-    if wanted.flag:
-        conditions.append(_flag_condition(wanted.flag, last_token, wanted.unused_days))
-    if wanted.last_used:
-        conditions.append(_last_used_condition(wanted.last_used, last_token, wanted.unused_days))
-
-    def joined(query):
-        return (query.outerjoin(Approval, Approval.id == Client.approval_id)
-                .outerjoin(Publisher, Publisher.id == Client.publisher_id).where(*conditions))
-
-    total = db.session.scalar(joined(select(func.count()).select_from(Client)))
-    pages = max(1, -(-total // page_size))
-    page = min(max(1, wanted.page), pages)
-    query = (joined(select(Client, last_token)).order_by(*_ordering(wanted.sort, last_token))
-             .limit(page_size).offset((page - 1) * page_size)
-             .options(selectinload(Client.approval), selectinload(Client.publisher)))
-    found = db.session.execute(query).all()
-    usage = token_usage([c.client_id for c, _ in found])
-    rows = []
-    for c, last in found:
-        _, count = usage.get(c.client_id, (None, 0))
-        rows.append(InventoryRow(c, last, count, attention_flags(c, last, wanted.unused_days)))
-    return InventoryPage(rows, total, page, pages)
-
-
-def clients_by_id(client_ids: list[str]) -> list[Client]:
-    """The clients of ``client_ids`` that exist, in the order given (for a bulk action's
-    confirmation page)."""
-    if not client_ids:
-        return []
-    found = {c.client_id: c for c in db.session.execute(
-        select(Client).where(Client.client_id.in_(client_ids))).scalars()}
-    return [found[i] for i in client_ids if i in found]
 
 
 def statement_claims(client: Client) -> tuple[dict | None, dict | None, str | None]:

@@ -31,7 +31,7 @@ def index():
                            window=config["REVIEW_WINDOW_DAYS"], grace=lifecycle.review_grace())
 
 
-@bp.post("/clients/<client_id>/renew")
+@bp.post("/clients/<path:client_id>/renew", merge_slashes=False)  # a URL client id has slashes
 def renew(client_id: str):
     client = get_client_or_404(client_id)
     form = renew_form(client, catalogue.current(), formdata=request.form)
@@ -50,7 +50,7 @@ def renew(client_id: str):
     return redirect(url_for("console.client", client_id=client_id), 303)
 
 
-@bp.post("/clients/<client_id>/edit")
+@bp.post("/clients/<path:client_id>/edit", merge_slashes=False)  # a URL client id has slashes
 def edit(client_id: str):
     client = get_client_or_404(client_id)
     form = edit_form(client, catalogue.current(), formdata=request.form)

@@ -1,6 +1,9 @@
-"""Console: the trusted issuers, software publishers and workload issuers (list, add, remove).
+"""Console: the trusted issuers, software publishers and workload issuers (list, add, remove),
+and the trusted publishers of client ID metadata documents (list, remove; they are added with
+``ostiary document-publisher add``, whose ceiling needs more than a form of this page).
 
-One view per operation for both kinds; adding and removing go through ``app.trust.issuers``.
+One view per operation for both kinds; adding and removing go through ``app.trust.issuers``
+(``app.trust.document_publishers`` for documents).
 """
 from __future__ import annotations
 
@@ -12,9 +15,10 @@ from app.console import bp
 from app.console.auth import actor
 from app.console.forms import ActionForm, PublisherForm, WorkloadIssuerForm
 from app.extensions import db
+from app.models import DocumentPublisher
 from app.policy import scopes as catalogue
 from app.support import untrusted_json
-from app.trust import issuers
+from app.trust import document_publishers, issuers
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,7 @@ def _render(failed: tuple[str, object] | None = None, status=200):
     if failed:
         forms[failed[0]] = failed[1]
     return render_template("console/trust.html", publishers=issuers.listed(issuers.PUBLISHERS),
+                           document_publishers=document_publishers.listed(),
                            issuers=issuers.listed(issuers.WORKLOAD_ISSUERS),
                            publisher_form=forms["publishers"], issuer_form=forms["workload-issuers"],
                            remove_form=ActionForm()), status
@@ -89,6 +94,21 @@ def remove_trusted(segment: str, row_id: int):
             issuers.remove(kind, row.issuer, actor=actor())
             flash(f"Removed the {kind.label} {row.issuer}.")
         except issuers.TrustError as exc:
+            db.session.rollback()
+            flash(f"Nothing was changed: {exc}")
+    return redirect(url_for("console.trust"), 303)
+
+
+@bp.post("/trust/document-publishers/<int:rule_id>/remove")
+def remove_document_publisher(rule_id: int):
+    rule = db.session.get(DocumentPublisher, rule_id)
+    if rule is None:
+        abort(404, description="There is no such document publisher (removed already?).")
+    if ActionForm().validate_on_submit():
+        try:
+            document_publishers.remove(rule.prefix, actor=actor())
+            flash(f"No longer trusting documents under {rule.prefix}.")
+        except document_publishers.DocumentPublisherError as exc:
             db.session.rollback()
             flash(f"Nothing was changed: {exc}")
     return redirect(url_for("console.trust"), 303)

@@ -10,6 +10,7 @@ from sqlalchemy import JSON, BigInteger, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
+from app.models.client import CLIENT_ID
 from app.models.types import UTCDateTime
 
 BIG_ID = BigInteger().with_variant(Integer, "sqlite")  # on SQLite an INTEGER PRIMARY KEY is the rowid
@@ -25,7 +26,7 @@ class AuditEvent(db.Model):
     at = mapped_column(UTCDateTime, nullable=False, index=True)
     event_type: Mapped[str] = mapped_column(String(64), index=True)
     actor: Mapped[str] = mapped_column(String(255), index=True)  # "admin:alice", "client:…", "policy:…", "system"
-    client_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    client_id: Mapped[str | None] = mapped_column(CLIENT_ID, index=True)
     jti: Mapped[str | None] = mapped_column(String(64))
     task_id: Mapped[str | None] = mapped_column(String(64))
     decision: Mapped[str | None] = mapped_column(String(16))  # allow | deny

@@ -8,10 +8,16 @@ from app.models.types import UTCDateTime
 PENDING, ACTIVE, DENIED, SUSPENDED, EXPIRED, RETIRED = (
     "pending", "active", "denied", "suspended", "expired", "retired")
 STATUSES = (PENDING, ACTIVE, DENIED, SUSPENDED, EXPIRED, RETIRED)
+# A client id is Ostiary's 32 hex digits, or the https URL of a client ID metadata document
+# (app.registration.documents), up to this many characters. On SQLite, which enforces no VARCHAR
+# length, the declared type stays the one the first revision made: widening it there would
+# rebuild every table that references a client, which SQLite does only with foreign keys off.
+CLIENT_ID_MAX = 512
+CLIENT_ID = String(CLIENT_ID_MAX).with_variant(String(64), "sqlite")
 
 
 class Client(db.Model):
-    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(CLIENT_ID, primary_key=True)
     status: Mapped[str] = mapped_column(String(16), index=True)
     status_reason: Mapped[str | None] = mapped_column(Text)
     created_at = mapped_column(UTCDateTime, nullable=False)
@@ -34,7 +40,8 @@ class Client(db.Model):
     software_id: Mapped[str | None] = mapped_column(String(255), index=True)
     software_statement: Mapped[str | None] = mapped_column(Text)
     publisher_id: Mapped[int | None] = mapped_column(ForeignKey("publisher.id"), index=True)
-    registered_from: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The address it registered from; for a metadata document, the host that publishes it.
+    registered_from: Mapped[str | None] = mapped_column(String(255).with_variant(String(64), "sqlite"), index=True)
     # The names of the metadata values a publisher signed (the statement's claims, RFC 7591
     # §2.3): only a new statement of the same publisher and software_id changes them.
     signed_fields: Mapped[list] = mapped_column(JSON, default=list, server_default=text("'[]'"))
@@ -58,7 +65,14 @@ class Client(db.Model):
 
     @property
     def provenance(self) -> str:
-        return "publisher" if self.publisher_id else "self-asserted"
+        if self.publisher_id:
+            return "publisher"
+        return "document" if is_url_id(self.client_id) else "self-asserted"
+
+
+def is_url_id(client_id) -> bool:
+    """Is ``client_id`` a URL, the id of a client ID metadata document? Ostiary's own ids are hex."""
+    return isinstance(client_id, str) and client_id.startswith(("https://", "http://"))
 
 
 class Approval(db.Model):

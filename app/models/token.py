@@ -3,6 +3,7 @@ from sqlalchemy import JSON, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
+from app.models.client import CLIENT_ID
 from app.models.types import UTCDateTime
 
 
@@ -52,6 +53,6 @@ class Task(db.Model):
 class AssertionJti(db.Model):
     """RFC 7523 §3 item 7: a client assertion's jti is accepted once. The primary key makes it atomic."""
 
-    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(CLIENT_ID, primary_key=True)
     jti: Mapped[str] = mapped_column(String(255), primary_key=True)
     expires_at = mapped_column(UTCDateTime, nullable=False, index=True)

@@ -14,11 +14,13 @@ def init_app(app: Flask) -> None:
     from app.oauth.grants import (
         AuthorizationCodeGrant,
         ClientCredentialsGrant,
+        JWTBearerGrant,
         RefreshTokenGrant,
         TokenExchangeGrant,
     )
     from app.oauth.group_commit import GroupCommit
     from app.oauth.introspection import IntrospectionEndpoint
+    from app.oauth.logos import bp as logos
     from app.oauth.metadata import bp as discovery
     from app.oauth.revocation import RevocationEndpoint
     from app.oauth.server import OstiaryAuthorizationServer
@@ -36,6 +38,7 @@ def init_app(app: Flask) -> None:
     server.register_client_auth_method(PRIVATE_KEY_JWT, PrivateKeyJWT())
     server.register_grant(ClientCredentialsGrant)
     server.register_grant(TokenExchangeGrant)
+    server.register_grant(JWTBearerGrant)
     server.register_grant(AuthorizationCodeGrant)
     server.register_grant(RefreshTokenGrant)
     for endpoint in (IntrospectionEndpoint, RevocationEndpoint, TaskEndEndpoint):
@@ -45,4 +48,5 @@ def init_app(app: Flask) -> None:
     app.extensions["ostiary.clients"] = ClientCache()
     app.register_blueprint(discovery)
     app.register_blueprint(authorize)
+    app.register_blueprint(logos)
     mount(app)

@@ -23,9 +23,11 @@ from sqlalchemy import select
 from app import audit
 from app.extensions import db
 from app.models import AuthorizationCode, Client, Consent, IssuedToken, RefreshToken
-from app.models.client import ACTIVE, PENDING
+from app.models.client import ACTIVE, CLIENT_ID_MAX, PENDING
 from app.oauth import tokens
-from app.policy import within_approval
+from app.people.session import current_person
+from app.policy import PersonFacts, load, within_approval
+from app.registration import documents
 from app.registration.metadata import LOOPBACK_REDIRECT_HOSTS
 from app.support import clock, hashing
 from app.support.echo import safe_echo
@@ -107,7 +109,15 @@ def parse(params, resources: list[str]) -> Request:
     client_id = params.get("client_id")
     if not client_id:
         raise ShownError("The request names no client (client_id is missing).")
-    client = db.session.get(Client, client_id) if len(client_id) <= 64 else None
+    if len(client_id) > CLIENT_ID_MAX:
+        raise ShownError(f"The request's client_id is longer than {CLIENT_ID_MAX} characters; no client here "
+                         "has such an id.")
+    if documents.names_document(client_id):
+        try:  # before the session's first read: the fetch must not hold a transaction
+            documents.resolve(client_id)
+        except documents.DocumentError as exc:
+            raise ShownError(f"The client's metadata document cannot be used: {exc}") from None
+    client = db.session.get(Client, client_id) if not documents.switched_off(client_id) else None
     if client is None:
         raise ShownError("The request names a client that is not registered here.")
     registered = (client.client_metadata or {}).get("redirect_uris") or []
@@ -128,7 +138,30 @@ def parse(params, resources: list[str]) -> Request:
     except RedirectedError as error:
         error.request = request
         raise
+    _person_may_authorize(request)
     return request
+
+
+def _person_may_authorize(request: Request) -> None:
+    """The policy's ``[[people]]`` rules (``Policy.decide_person``): may the signed-in person
+    authorize this agent? Asked at each parse, so before the consent page is shown and again
+    when the decision is posted (a person not signed in yet is asked once they are; a pending
+    agent, which gets no code, is not asked). A refusal is audited and shown to the person,
+    never redirected: the client would learn from it what the policy thinks of the person."""
+    person, client = current_person(), request.client
+    if person is None or client.status == PENDING:
+        return
+    decision = load(current_app.config["POLICY_FILE"] or None).decide_person(
+        client_id=client.client_id, owner=client.approval.owner or "",
+        person=PersonFacts(sub=person.public_id, username=person.username,
+                           email=person.email if person.email_verified else None, groups=tuple(person.groups or ())))
+    if decision.allowed:
+        return
+    audit.record("authorization.refused", f"person:{person.public_id}", client_id=client.client_id,
+                 decision="deny", reason=decision.reason, data={"rule": decision.rule})
+    db.session.commit()
+    raise ShownError(f"You may not authorize {safe_echo(client.client_name or client.client_id)} to act for you: "
+                     "no rule of this server's policy allows it for you. Its administrators can say why.")
 
 
 def _check(request: Request, params, resources: list[str], repeated: list[str]) -> None:

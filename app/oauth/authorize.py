@@ -22,8 +22,8 @@ from flask import (
 from app.extensions import db
 from app.http import pages
 from app.models import Client
-from app.models.client import PENDING
-from app.oauth import authorization
+from app.models.client import CLIENT_ID_MAX, PENDING, is_url_id
+from app.oauth import authorization, logos
 from app.people.session import current_person, require_person, sign_in_url
 from app.policy import scopes as catalogue
 from app.registration import access
@@ -69,7 +69,7 @@ def request_access():
         access.request_access(person, client_id, request.form.get("reason", ""))
     except access.AccessRequestError as exc:
         db.session.rollback()
-        client = db.session.get(Client, client_id) if 0 < len(client_id) <= 64 else None
+        client = db.session.get(Client, client_id) if 0 < len(client_id) <= CLIENT_ID_MAX else None
         if client is None or client.status != PENDING:
             return render_template("authorize/error.html", message=str(exc)), 400
         return _waiting(client, error=str(exc), status=400)
@@ -80,7 +80,8 @@ def _waiting(client, *, error: str | None = None, status: int = 200):
     person = current_person()
     requested = next((r for r in access.access_requests(client.client_id) if r.person_id == person.id), None)
     return render_template("authorize/waiting.html", name=escape_display(client.client_name or client.client_id),
-                           client_id=client.client_id, requested=requested, error=error), status
+                           client_id=client.client_id, requested=requested, error=error,
+                           logo=logos.src(client), initial=logos.initial(client)), status
 
 
 def _consent(asked: authorization.Request, resources_asked: list[str]):
@@ -92,7 +93,9 @@ def _consent(asked: authorization.Request, resources_asked: list[str]):
     refresh = REFRESH_TOKEN in ((client.client_metadata or {}).get("grant_types") or [])
     return render_template(
         "authorize/consent.html", name=escape_display(client.client_name or client.client_id),
+        logo=logos.src(client), initial=logos.initial(client),
         vouched_by=client.publisher.issuer if client.publisher else None,
+        document_host=urlsplit(client.client_id).hostname if is_url_id(client.client_id) else None,
         purpose=escape_display(approval.purpose), owner=escape_display(approval.owner),
         scopes=[(scope, (described.get(scope) or {}).get("description")) for scope in asked.scopes],
         resources=asked.resources, resources_asked=resources_asked, hidden=asked.hidden,
@@ -104,10 +107,11 @@ def _consent(asked: authorization.Request, resources_asked: list[str]):
 def my_agents():
     person = require_person()
     return render_template("authorize/agents.html", connected=authorization.connected_agents(person),
+                           requests=access.my_requests(person),
                            name=lambda client: escape_display(client.client_name or client.client_id))
 
 
-@bp.post("/my/agents/<client_id>/disconnect")
+@bp.post("/my/agents/<path:client_id>/disconnect", merge_slashes=False)  # a URL client id has slashes
 def disconnect(client_id: str):
     person = require_person()
     try:

@@ -24,8 +24,12 @@ from sqlalchemy import bindparam, or_, select
 
 from app.db import dbapi
 from app.models import Approval, Client
+from app.models.client import CLIENT_ID_MAX
+from app.oauth.client_auth import AFTER_PROOF
 from app.oauth.status import may_get_tokens
+from app.registration import documents
 from app.support import clock, hashing
+from app.support.echo import safe_echo
 from app.support.protocol import DEFAULT_GRANT_TYPES
 
 log = logging.getLogger(__name__)
@@ -40,6 +44,7 @@ class ApprovalRecord(NamedTuple):
     serves: list  # the resources this client is the relying service of (introspection)
     max_token_ttl: int
     expires_at: datetime
+    review_at: datetime  # past it by REVIEW_GRACE_DAYS, no tokens (``status.standing``)
 
 
 class ClientRecord(NamedTuple):
@@ -142,8 +147,17 @@ def load_client(client_id: str) -> OAuthClient | None:
     (WAL readers never block the writer); on PostgreSQL the row is not locked either. A
     suspension committed between this read and the issuance is no more visible to the
     issuance with a lock-free read than with READ COMMITTED.
+
+    A URL client id (a client ID metadata document) costs more, for a reason: its document is
+    resolved first (``app.registration.documents.resolve``), from this process's memory while it
+    is fresh, else with one more indexed read, and once its cache time is over with a fetch and
+    a write, each on a thread (``app.support.inline.blocking``) so that the loop serves others.
     """
-    if not isinstance(client_id, str) or not client_id or len(client_id) > 64:
+    if not isinstance(client_id, str) or not client_id:
+        return None
+    if documents.names_document(client_id):
+        _resolve_document(client_id)  # a URL too long is refused there, saying so
+    elif documents.switched_off(client_id) or len(client_id) > CLIENT_ID_MAX:
         return None
     attempt = _attempt.get()
     if attempt is not None:
@@ -162,6 +176,19 @@ def load_client(client_id: str) -> OAuthClient | None:
     if attempt is not None:
         cache.put(record)
     return OAuthClient(record)
+
+
+def _resolve_document(client_id: str) -> None:
+    """A URL client id: its metadata document, registered or fresh (``app.registration.documents``)
+    before the read; one it cannot use is the client's refusal, with the reason."""
+    try:
+        documents.resolve(client_id)
+    except documents.DocumentError as exc:
+        refusal = InvalidClientError(status_code=401, description=safe_echo(str(exc), 400))
+        # Its own description is the answer (app.oauth.server): the document is public, so the
+        # reason tells a stranger nothing that fetching the URL would not.
+        setattr(refusal, AFTER_PROOF, True)
+        raise refusal from None
 
 
 def changed_clients(connection, records: list[ClientRecord]) -> set[str]:

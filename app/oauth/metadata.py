@@ -35,7 +35,7 @@ def server_metadata() -> dict:
     issuer = config["ISSUER"]
     allowed = list(config["ALLOWED_AUTH_METHODS"])
     authenticated = [method for method in allowed if method != NONE]  # a resource server is never public
-    return {
+    body = {
         "issuer": issuer,
         "authorization_endpoint": f"{issuer}/authorize",
         "token_endpoint": f"{issuer}/token",
@@ -55,3 +55,6 @@ def server_metadata() -> dict:
         "revocation_endpoint_auth_methods_supported": authenticated,
         "authorization_details_types_supported": ["agent_task"],  # RFC 9396 §10
     }
+    if config["CLIENT_ID_DOCUMENTS"]:  # draft-ietf-oauth-client-id-metadata-document (app.registration.documents)
+        body["client_id_metadata_document_supported"] = True
+    return body

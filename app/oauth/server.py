@@ -6,7 +6,13 @@ trail. Requests come from ``app.oauth.front`` (WSGI, not Flask); responses go ba
 A failed client authentication gets one answer, ``AUTHENTICATION_FAILED`` (RFC 6749 §5.2
 ``invalid_client``, 401 with a Basic challenge), whether the client is unknown, its secret
 or assertion is wrong, or it registered another method: no endpoint tells a stranger which
-client_ids are registered. The audit trail keeps the reason.
+client_ids are registered. The audit trail keeps the reason. One refusal says more
+(``WRONG_METHOD``): credentials that verified, sent by another method than the client
+registered (its secret in the form instead of the Basic header, say). Whoever sent them holds
+the client's credential, so naming the method it registered tells nothing to a stranger that an
+unknown client_id would not, and it is the one thing its operator needs to fix the call. (The
+method is client metadata, RFC 7591 §2, not a secret; the client_id's existence is what stays
+unsaid.)
 """
 from __future__ import annotations
 
@@ -14,7 +20,11 @@ import functools
 import logging
 
 from authlib.oauth2 import AuthorizationServer
-from authlib.oauth2.rfc6749.errors import InvalidClientError, UnsupportedGrantTypeError
+from authlib.oauth2.rfc6749.errors import (
+    InvalidClientError,
+    InvalidGrantError,
+    UnsupportedGrantTypeError,
+)
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from flask import current_app
 from joserfc import jwt
@@ -26,12 +36,14 @@ from app.http.errors import json_answer
 from app.oauth.client_auth import AFTER_PROOF, REPLAYED
 from app.oauth.clients import StaleClient, load_client, served_cached
 from app.oauth.errors import FORM_BODY
+from app.oauth.grants.jwt_bearer import ASSERTION_REPLAYED, is_workload_jti
 from app.oauth.group_commit import CONFIRMED, Write
 from app.oauth.status import require_active
 from app.support import hashing
 from app.support.protocol import (
     CLIENT_SECRET_BASIC,
     CLIENT_SECRET_POST,
+    GRANT_TYPES,
     NONE,
     PRIVATE_KEY_JWT,
 )
@@ -41,11 +53,16 @@ log = logging.getLogger(__name__)
 
 REFUSAL_EVENTS = {"oauth.token": "token.refused", "oauth.introspect": "introspection.refused",
                   "oauth.revoke": "revocation.refused", "oauth.end_task": "task.end_refused"}
-UNSUPPORTED_GRANT_TYPE = ("grant_type is missing or not supported (client_credentials or token exchange); "
+UNSUPPORTED_GRANT_TYPE = (f"grant_type is missing or not supported (this server's: {', '.join(GRANT_TYPES)}); "
                           + FORM_BODY)
 # RFC 6749 §5.2 invalid_client, the same for every failure (ASCII, no quotes: RFC 6749 §5.2).
 AUTHENTICATION_FAILED = ("client authentication failed: the client_id is unknown, the credentials are "
                          "wrong, or the client registered another authentication method")
+# The same, once the credentials verified under another method than the client's (see above).
+WRONG_METHOD = ("client authentication failed: the credentials were sent with {sent}, but the client "
+                "registered token_endpoint_auth_method {registered} (RFC 7591 section 2); send them that way")
+METHOD_WITHDRAWN = ("client authentication failed: the client's token_endpoint_auth_method {registered} is no "
+                    "longer allowed on this server; an administrator must move the client to another")
 
 
 class OstiaryAuthorizationServer(AuthorizationServer):
@@ -91,7 +108,8 @@ class OstiaryAuthorizationServer(AuthorizationServer):
         before the request acts.
 
         Any failure once a client has been looked up is answered ``AUTHENTICATION_FAILED``
-        (``_Attempt.refusal``), unless it is marked ``AFTER_PROOF``; a failure before, such
+        (``_Attempt.refusal``), unless it is marked ``AFTER_PROOF`` or the credentials verified
+        under a method the client did not register (``WRONG_METHOD``); a failure before, such
         as a malformed Basic header or an unreadable assertion, depends on the request alone
         and keeps its own description."""
         attempt, client = _Attempt(self.query_client), None
@@ -111,6 +129,8 @@ class OstiaryAuthorizationServer(AuthorizationServer):
                 continue
             if not found.check_endpoint_auth_method(method, endpoint):
                 attempt.note(f"the client registered {found.row.token_endpoint_auth_method}")
+                if method != NONE:  # its credentials verified; ``none`` proves nothing
+                    attempt.proven_wrong_method(found)
                 continue
             client = found
             break
@@ -148,7 +168,7 @@ def _record_refusal(request, error):
     """One group-committed write (``app.oauth.group_commit``), as an issuance's: under load, as
     many refusals as tokens, and never a wait for a write on the event loop's thread."""
     jti, request.assertion_jti = request.assertion_jti, None
-    replayed = InvalidClientError(description=REPLAYED)
+    replayed = _replay_refusal(jti)
     try:
         current_app.extensions["ostiary.group_commit"].write(Write(
             _refusal_events(request, error), jti=jti,
@@ -156,6 +176,16 @@ def _record_refusal(request, error):
     except InvalidClientError:
         return replayed
     return error
+
+
+def _replay_refusal(jti: dict | None):
+    """The answer to a request whose assertion's ``jti`` (its assertion_jti row) was spent
+    before: a client assertion's replay is the client's (RFC 7523 §3.2 ``invalid_client``), a
+    workload JWT's presented as the grant is the grant's (§3.1 ``invalid_grant``); its row's key
+    says which (``jwt_bearer.jti_namespace``)."""
+    if jti is not None and is_workload_jti(jti):
+        return InvalidGrantError(ASSERTION_REPLAYED)
+    return InvalidClientError(description=REPLAYED)
 
 
 def _refusal_events(request, error) -> list[dict]:
@@ -185,6 +215,7 @@ class _Attempt:
         self._query = query_client
         self.method, self.looked_up, self.client, self.claimed = None, False, None, None
         self._notes: list[str] = []
+        self._wrong_method: str | None = None  # WRONG_METHOD's text, once credentials verified
 
     def __call__(self, client_id):
         self.looked_up, self.claimed = True, client_id
@@ -208,10 +239,18 @@ class _Attempt:
         else:
             self.note("wrong client secret")
 
+    def proven_wrong_method(self, client) -> None:
+        """The credentials of ``client`` verified under ``self.method``, which it did not register."""
+        registered = client.row.token_endpoint_auth_method
+        if self._wrong_method is None:
+            self._wrong_method = (WRONG_METHOD.format(sent=self.method, registered=registered)
+                                  if registered != self.method else METHOD_WITHDRAWN.format(registered=registered))
+
     def refusal(self) -> InvalidClientError:
         """RFC 6749 §5.2: 401 with a Basic challenge for every method, so that how the client
-        tried does not change the answer either; the reason goes to the trail only."""
-        error = InvalidClientError(status_code=401, description=AUTHENTICATION_FAILED)
+        tried does not change the answer either; the reason goes to the trail only, unless the
+        credentials verified under another method (``WRONG_METHOD``)."""
+        error = InvalidClientError(status_code=401, description=self._wrong_method or AUTHENTICATION_FAILED)
         error.audit_reason = (f"{AUTHENTICATION_FAILED} ({'; '.join(self._notes)})" if self._notes
                               else f"{AUTHENTICATION_FAILED} (no client credentials were sent)")
         claimed = self.claimed

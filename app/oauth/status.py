@@ -3,35 +3,55 @@
 pending / suspended / expired -> ``unauthorized_client`` (the client is known and authenticated
 but not allowed to get tokens; the description tells its operator why); unknown, denied,
 retired -> ``invalid_client`` (there is no identity to issue to). An active client whose
-approval has run out is moved to ``expired`` through the lifecycle service, then refused.
+approval has run out is moved to ``expired`` through the lifecycle service, then refused. An
+active client whose review is overdue past ``REVIEW_GRACE_DAYS`` is refused too, from the
+moment its grace ends, though only the sweep suspends it (``ostiary registration sweep``):
+renewing it, which the refusal asks for, is then all it needs, and a refusal writes nothing
+but its audit event.
 """
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from authlib.oauth2.rfc6749.errors import InvalidClientError, UnauthorizedClientError
+from flask import current_app
 
 from app.models.client import ACTIVE, DENIED, EXPIRED, PENDING, RETIRED, SUSPENDED
+from app.registration.lifecycle import review_grace
 from app.support import clock, inline
 
 log = logging.getLogger(__name__)
 
 
-def standing(status: str, approval_expires_at) -> str | None:
-    """Why a client of this status and approval expiry may not use its tokens now, in short
-    (None: it may): active, with an approval that has not run out. What ``require_active``
-    lets through, without the contract's errors; introspection and token exchange apply it to
-    the client of a presented token, the client cache to the records it serves."""
+def standing(status: str, approval_expires_at: datetime | None, review_at: datetime | None) -> str | None:
+    """Why a client of this status, approval expiry and review date may not use its tokens
+    now, in short (None: it may): active, with an approval that has not run out and a review
+    not overdue past its grace period (``review_overdue``). What ``require_active`` lets
+    through, without the contract's errors; introspection and token exchange apply it to the
+    client of a presented token (so its tokens stop being active when its grace ends, as when
+    its approval runs out), the client cache to the records it serves."""
     if status != ACTIVE:
         return f"client is {status}"
-    if approval_expires_at is None or approval_expires_at <= clock.now():
+    now = clock.now()
+    if approval_expires_at is None or approval_expires_at <= now:
         return "approval expired"
+    if review_at is None or review_overdue(review_at, now):
+        return "review overdue"
     return None
+
+
+def review_overdue(review_at: datetime, now: datetime) -> bool:
+    """Is a review due at ``review_at`` overdue past ``REVIEW_GRACE_DAYS``? The sweep's rule
+    (``approvals.suspend_overdue_reviews``), read at request time."""
+    return review_at + review_grace() <= now
 
 
 def may_get_tokens(row) -> bool:
     """``standing`` of a ``ClientRecord``: may it get tokens now?"""
-    return standing(row.status, row.approval.expires_at if row.approval is not None else None) is None
+    approval = row.approval
+    return standing(row.status, approval.expires_at if approval is not None else None,
+                    approval.review_at if approval is not None else None) is None
 
 
 def require_active(client) -> None:
@@ -55,6 +75,11 @@ def require_active(client) -> None:
         raise UnauthorizedClientError(
             f"the client's approval expired at {row.approval.expires_at.isoformat()}; "
             "it must register again")
+    if review_overdue(row.approval.review_at, clock.now()):
+        grace = current_app.config["REVIEW_GRACE_DAYS"]
+        raise UnauthorizedClientError(
+            f"the client's review was due on {row.approval.review_at.date().isoformat()} and is overdue "
+            f"past its {grace}-day grace period; its owner must ask an administrator to renew it")
 
 
 def _expire(row) -> None:

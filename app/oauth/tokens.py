@@ -31,12 +31,13 @@ class TokenRecord(NamedTuple):
     client_status: str
     client_tokens_not_before: datetime | None
     approval_expires_at: datetime | None
+    approval_review_at: datetime | None
 
 
 _TOKEN, _CLIENT, _APPROVAL = IssuedToken.__table__, Client.__table__, Approval.__table__
 _N_TOKEN = 8  # the fields of TokenRecord read from the token's own row
 _TOKEN_COLUMNS = [*(_TOKEN.c[name] for name in TokenRecord._fields[:_N_TOKEN]), _CLIENT.c.status,
-                  _CLIENT.c.tokens_not_before, _APPROVAL.c.expires_at]
+                  _CLIENT.c.tokens_not_before, _APPROVAL.c.expires_at, _APPROVAL.c.review_at]
 _TOKEN_FROM = (_TOKEN.join(_CLIENT, _CLIENT.c.client_id == _TOKEN.c.client_id)
                .outerjoin(_APPROVAL, _APPROVAL.c.id == _CLIENT.c.approval_id))
 LOOKUP = select(*_TOKEN_COLUMNS).select_from(_TOKEN_FROM).where(_TOKEN.c.jti == bindparam("jti"))
@@ -78,7 +79,7 @@ def inactive_reason(token: TokenRecord) -> str | None:
         return "revoked: issued before the client was suspended or sent back to review"
     if token.expires_at <= clock.now():
         return "expired"
-    return standing(token.client_status, token.approval_expires_at)
+    return standing(token.client_status, token.approval_expires_at, token.approval_review_at)
 
 
 class PresentedToken(NamedTuple):

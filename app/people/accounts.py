@@ -36,7 +36,8 @@ DISABLED = "person is disabled"
 _failures = FailedLogins(LoginFailure, realm="person")
 
 __all__ = ["LoginThrottled", "PersonError", "SignedIn", "authenticate", "create", "disable", "enable",
-           "list_people", "person_actor", "session_is_current", "set_password", "sign_out"]
+           "list_people", "new_public_id", "person_actor", "session_is_current", "set_groups", "set_password",
+           "sign_out"]
 
 
 class PersonError(ValueError):
@@ -44,7 +45,8 @@ class PersonError(ValueError):
 
 
 def person_actor(username: str) -> str:
-    """The audit trail's actor for what a person does themselves: ``person:<username>``."""
+    """The audit trail's actor for what a person does themselves: ``person:<username>`` (a
+    person from the OpenID provider, who has no username: ``person:<sub>``)."""
     return f"person:{username}"
 
 
@@ -62,14 +64,12 @@ def create(username: str, password: str, actor: str, *, email: str | None = None
         raise PersonError("there is no email address to call verified")
     if display_name is not None and (len(display_name) > MAX_DISPLAY_NAME or not display_name.isprintable()):
         raise PersonError(f"the name must be at most {MAX_DISPLAY_NAME} printable characters")
-    groups = sorted(set(groups))
-    if len(groups) > MAX_GROUPS or not all(GROUP.match(group) for group in groups):
-        raise PersonError(f"at most {MAX_GROUPS} groups, each 1-64 letters, digits or _ . : @ / -")
+    groups = _checked_groups(groups)
     _check_password(password)
     password_hash = passwords.hash_password(password)  # before the transaction: SQLite would hold its lock
     if db.session.execute(select(Person.id).where(Person.username == username)).first():
         raise PersonError(f"user {username!r} already exists")
-    person = Person(public_id=_new_public_id(), username=username, email=email, email_verified=email_verified,
+    person = Person(public_id=new_public_id(), username=username, email=email, email_verified=email_verified,
                     display_name=display_name or None, source=LOCAL, password_hash=password_hash,
                     groups=groups, created_at=clock.now())
     db.session.add(person)
@@ -85,6 +85,8 @@ def set_password(username: str, password: str, actor: str) -> None:
     _check_password(password)
     password_hash = passwords.hash_password(password)
     person = _get(username)
+    if person.source != LOCAL:
+        raise PersonError(f"{username!r} signs in through the OpenID provider and has no password here")
     person.password_hash = password_hash
     _end_sessions(person)
     _failures.forget(username)
@@ -92,8 +94,28 @@ def set_password(username: str, password: str, actor: str) -> None:
     db.session.commit()
 
 
+def set_groups(username: str, groups: list[str] | tuple[str, ...], actor: str) -> list[str]:
+    """A local person's groups, which the policy's ``[[people]]`` rules read, replaced by
+    ``groups``; returns them as stored. (A person from the OpenID provider has the groups the
+    provider says, brought up to date at each sign-in: set there, not here.)"""
+    groups = _checked_groups(groups)
+    person = _get(username)
+    if person.source != LOCAL:
+        raise PersonError(f"{username!r} signs in through the OpenID provider, which tells their groups "
+                          "at each sign-in")
+    before = list(person.groups or [])
+    if before == groups:
+        raise PersonError(f"user {username!r} already has exactly these groups")
+    person.groups = groups
+    audit.record("person.groups_changed", actor, data={"username": username, "sub": person.public_id,
+                                                       "before": before, "groups": groups})
+    db.session.commit()
+    return groups
+
+
 def disable(username: str, actor: str, reason: str) -> None:
-    """The person can no longer sign in, and every session of theirs ends now."""
+    """The person can no longer sign in, and every session of theirs ends now. ``username`` may
+    be the ``sub`` of a person from the OpenID provider, who has no username."""
     person = _get(username)
     if person.disabled_at is not None:
         raise PersonError(f"user {username!r} is already disabled")
@@ -123,7 +145,7 @@ def list_people() -> list[Person]:
 class SignedIn:
     """Who signed in, and the session generation their new session belongs to."""
     public_id: str
-    username: str
+    username: str | None  # None: a person from the OpenID provider (app.people.oidc)
     session_generation: int
 
 
@@ -178,17 +200,29 @@ def session_is_current(person: Person | None, generation: int) -> bool:
     return person is not None and person.disabled_at is None and person.session_generation == generation
 
 
-def _new_public_id() -> str:
+def new_public_id() -> str:
+    """A new person's ``public_id``, the ``sub`` of their tokens."""
     # 144 random bits: never guessed, never met twice (and people are never deleted, so an id
     # in use stays in the unique column for good).
     return secrets.token_urlsafe(18)
 
 
 def _get(username: str) -> Person:
+    """The person with this username, or else with this ``sub`` (people from the OpenID provider
+    have no username); ``PersonError`` if none."""
     person = db.session.execute(select(Person).where(Person.username == username)).scalar_one_or_none()
+    if person is None:
+        person = db.session.execute(select(Person).where(Person.public_id == username)).scalar_one_or_none()
     if person is None:
         raise PersonError(f"no user {username!r}")
     return person
+
+
+def _checked_groups(groups) -> list[str]:
+    groups = sorted(set(groups))
+    if len(groups) > MAX_GROUPS or not all(GROUP.match(group) for group in groups):
+        raise PersonError(f"at most {MAX_GROUPS} groups, each 1-64 letters, digits or _ . : @ / -")
+    return groups
 
 
 def _check_password(password: str) -> None:

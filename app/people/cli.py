@@ -1,4 +1,5 @@
-"""``ostiary user …``: the people agents act for (local accounts), apart from ``ostiary admin``."""
+"""``ostiary user …``: the people agents act for (local accounts, and people from the OpenID
+provider, ``app.people.oidc``), apart from ``ostiary admin``."""
 from __future__ import annotations
 
 import click
@@ -43,12 +44,25 @@ def user_set_password(username: str, password_stdin: bool):
     click.echo(f"changed the password of {username}; their sessions have ended")
 
 
+@user_group.command("set-groups")
+@click.argument("username")
+@click.argument("groups", nargs=-1)
+@with_appcontext
+def user_set_groups(username: str, groups: tuple[str, ...]):
+    """Replace a local person's groups with GROUPS (none: no group), which the policy's
+    [[people]] rules read. People from the OpenID provider get theirs from it."""
+    with failing_on(accounts.PersonError):
+        stored = accounts.set_groups(username, groups, actor())
+    click.echo(f"{username} is in {', '.join(stored) if stored else 'no group'}")
+
+
 @user_group.command("disable")
 @click.argument("username")
 @click.option("--reason", default="disabled from the command line", show_default=True)
 @with_appcontext
 def user_disable(username: str, reason: str):
-    """The person can no longer sign in; every session of theirs ends now."""
+    """The person can no longer sign in; every session of theirs ends now. USERNAME may be the
+    sub of a person from the OpenID provider."""
     with failing_on(accounts.PersonError):
         accounts.disable(username, actor(), reason)
     click.echo(f"disabled {username}; their sessions have ended")
@@ -58,7 +72,7 @@ def user_disable(username: str, reason: str):
 @click.argument("username")
 @with_appcontext
 def user_enable(username: str):
-    """Let a disabled person sign in again."""
+    """Let a disabled person sign in again (USERNAME, or the sub of a person from the provider)."""
     with failing_on(accounts.PersonError):
         accounts.enable(username, actor())
     click.echo(f"enabled {username}")

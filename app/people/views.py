@@ -1,5 +1,6 @@
-"""The people's pages: signing in and out, and ``/my/``, who is signed in. Thin views over
-``app.people.accounts`` and ``app.people.session``."""
+"""The people's pages: signing in (with a local account, or through the organisation's OpenID
+provider) and out, and ``/my/``, who is signed in. Thin views over ``app.people.accounts``,
+``app.people.oidc`` and ``app.people.session``."""
 from __future__ import annotations
 
 import logging
@@ -7,6 +8,7 @@ import math
 
 from flask import (
     Blueprint,
+    abort,
     current_app,
     flash,
     redirect,
@@ -18,7 +20,7 @@ from werkzeug.exceptions import HTTPException
 
 from app.extensions import limiter
 from app.http import pages
-from app.people import accounts
+from app.people import accounts, oidc
 from app.people.forms import SignInForm, SignOutForm
 from app.people.session import (
     current_person,
@@ -80,6 +82,32 @@ def signin():
     return _page(form, 400 if request.method == "POST" else 200)
 
 
+@bp.get("/signin/oidc")
+def oidc_start():
+    """Off to the OpenID provider (``oidc.start``), coming back to ``next`` afterwards."""
+    if not oidc.enabled():
+        abort(404)
+    try:
+        return oidc.start(safe_next(request.args.get("next")))
+    except oidc.SignInError as exc:
+        return _not_signed_in(exc)
+
+
+@bp.get(oidc.CALLBACK)
+@limiter.limit(_sign_in_limit)
+def oidc_callback():
+    """The provider's answer (``oidc.complete``): signed in and on to ``next``, or a page saying
+    why not."""
+    if not oidc.enabled():
+        abort(404)
+    try:
+        signed_in, target = oidc.complete()
+    except oidc.SignInError as exc:
+        return _not_signed_in(exc)
+    sign_in(signed_in)
+    return redirect(safe_next(target) or url_for("people.me"), 303)
+
+
 @bp.post("/signout")
 def signout():
     """Sign out: ends every session of this person, on every device (``accounts.sign_out``)."""
@@ -94,5 +122,9 @@ def me():
 
 
 def _page(form: SignInForm, status: int, headers=None):
-    return render_template("people/signin.html", form=form, next=safe_next(request.args.get("next"))), \
-        status, headers or {}
+    return render_template("people/signin.html", form=form, next=safe_next(request.args.get("next")),
+                           provider=oidc.provider_name() if oidc.enabled() else None), status, headers or {}
+
+
+def _not_signed_in(exc: oidc.SignInError):
+    return render_template("people/not_signed_in.html", message=str(exc)), exc.status

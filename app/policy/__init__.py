@@ -1,5 +1,6 @@
-"""Request-time decisions on scopes, audiences and task intent, deny by default, and the
-catalogue of scopes and assurance levels they are judged against (``scopes``).
+"""Request-time decisions on scopes, audiences and task intent, and on which people may
+authorize which agents (``Policy.decide_person``), deny by default, and the catalogue of scopes
+and assurance levels they are judged against (``scopes``).
 
 The decisions take plain values and give a ``Decision``; no Flask, no database. The token
 grants ask, answer the client with the decision's error, and write the decision with its
@@ -7,7 +8,7 @@ reason to the audit trail.
 """
 from app.policy.agent_task import AuthorizationDetailsError
 from app.policy.approval import within_approval
-from app.policy.rules import Decision, Policy, PolicyError, load, parse
+from app.policy.rules import Decision, PersonFacts, Policy, PolicyError, load, parse
 
-__all__ = ["AuthorizationDetailsError", "Decision", "Policy", "PolicyError", "load", "parse",
+__all__ = ["AuthorizationDetailsError", "Decision", "PersonFacts", "Policy", "PolicyError", "load", "parse",
            "within_approval"]

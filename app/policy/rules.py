@@ -1,5 +1,6 @@
 """The intent policy file (``config/policy.toml`` or ``POLICY_FILE``): rules an administrator
-reads, edits and tests. Deny by default: no matching rule, no token.
+reads, edits and tests. Deny by default: no matching rule, no token; and, once the file has any
+``[[people]]`` rule, no matching rule, no authorization by that person.
 
 Format (TOML)::
 
@@ -25,9 +26,20 @@ Format (TOML)::
 
     [[workload]]                      # which clients may present which workload identities
     name = "reporter-pods"
-    clients = ["client-a"]            # the calling client_id patterns
+    clients = ["client-a"]            # the calling client_id patterns; a workload JWT presented as
+                                      #   the grant (RFC 7523) without a client_id gets the one
+                                      #   client the matching rules name without a wildcard
     issuers = ["https://spire.example.org"]          # workload issuer patterns (default ["*"])
     subjects = ["spiffe://example.org/ns/agents/*"]  # the workload JWT's sub patterns
+
+    [[people]]                        # which people may authorize which agents to act for them
+    name = "ops-use-ops-agents"       #   (none at all: any signed-in person, within the approval)
+    clients = ["*"]                   # the agent's client_id patterns
+    owners = ["team-ops"]             # its approval's owner patterns (default ["*"])
+    groups = ["ops", "sre-*"]         # the person's group patterns (from the OpenID provider's
+                                      #   groups claim, or `ostiary user create --group`)
+    people = ["alice", "*@ops.example.com"]  # or their username, verified email or sub
+                                      #   (a rule names groups, people or both; either matches)
 
     [[example]]                       # checked every time the file is loaded
     client = "client-a"
@@ -35,6 +47,12 @@ Format (TOML)::
     task = { intent = "summarize-reports", actions = ["read"] }
     scopes = ["read"]
     expect = "allow"                  # or "deny"
+
+    [[example]]                       # a person example tests the [[people]] rules
+    client = "client-a"
+    owner = "team-ops"
+    person = { username = "bob", email = "bob@example.com", groups = ["ops"] }
+    expect = "allow"
 
 A file that does not parse, has an unknown key, or whose examples do not come out as
 expected is refused as a whole (``PolicyError``): the previous good policy keeps deciding in a
@@ -44,6 +62,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import tomllib
 from dataclasses import dataclass, field
@@ -60,7 +79,9 @@ RULE_KEYS = {"name", "description", "intents", "clients", "owners", "scopes", "a
              "datatypes", "max_sensitivity", "max_ttl", "delegates"}
 DELEGATION_KEYS = {"name", "description", "actors", "subjects", "intents"}
 WORKLOAD_KEYS = {"name", "description", "clients", "issuers", "subjects"}
-EXAMPLE_KEYS = {"name", "client", "owner", "task", "scopes", "expect", "subject"}
+PEOPLE_KEYS = {"name", "description", "clients", "owners", "groups", "people"}
+EXAMPLE_KEYS = {"name", "client", "owner", "task", "scopes", "expect", "subject", "person"}
+PERSON_KEYS = {"sub", "username", "email", "groups"}
 
 
 class PolicyError(ValueError):
@@ -123,12 +144,37 @@ class WorkloadBinding:
     issuers: tuple = ("*",)
 
 
+@dataclass(frozen=True)
+class PeopleRule:
+    name: str
+    clients: tuple
+    owners: tuple = ("*",)
+    groups: tuple = ()
+    people: tuple = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class PersonFacts:
+    """What the ``[[people]]`` rules know of a person: their ``sub``, their username (a local
+    account's; None for a person from the OpenID provider), their email if it is verified (an
+    address nobody checked is not who they are), and their groups."""
+    sub: str
+    username: str | None = None
+    email: str | None = None
+    groups: tuple = ()
+
+    def names(self) -> list[str]:
+        return [name for name in (self.username, self.email, self.sub) if name]
+
+
 @dataclass
 class Policy:
     source: str
     rules: list[Rule] = field(default_factory=list)
     delegations: list[Delegation] = field(default_factory=list)
     workloads: list[WorkloadBinding] = field(default_factory=list)
+    people: list[PeopleRule] = field(default_factory=list)
     examples: list[dict] = field(default_factory=list)
 
     def decide_task(self, *, client_id: str, owner: str, task: dict, scopes: list[str]) -> Decision:
@@ -156,9 +202,39 @@ class Policy:
 
     def workload(self, *, client_id: str, issuer: str, subject: str) -> WorkloadBinding | None:
         """The rule letting ``client_id`` present the workload identity ``subject`` from ``issuer``
-        (deny by default: a stolen workload JWT is useless without the bound client's credentials)."""
+        (deny by default: a stolen workload JWT is useless without the bound client's credentials,
+        or, presented as the grant, it gets only what the bound client's approval holds)."""
         return next((w for w in self.workloads if _match(client_id, w.clients)
                      and _match(issuer, w.issuers) and _match(subject, w.subjects)), None)
+
+    def workload_clients(self, *, issuer: str, subject: str) -> dict[str, WorkloadBinding]:
+        """The clients the rules binding ``subject`` from ``issuer`` name literally, each with
+        the first rule that names it: a workload that presents its JWT as the grant and names no
+        client (RFC 7523 §2.1, workload identity federation) gets the client if there is exactly
+        one. A pattern names no one client, so it maps nothing."""
+        named: dict[str, WorkloadBinding] = {}
+        for binding in self.workloads:
+            if _match(issuer, binding.issuers) and _match(subject, binding.subjects):
+                for client_id in binding.clients:
+                    if not _WILDCARD.search(client_id):
+                        named.setdefault(client_id, binding)
+        return named
+
+
+    def decide_person(self, *, client_id: str, owner: str, person: PersonFacts) -> Decision:
+        """May ``person`` authorize ``client_id`` (approved for ``owner``) to act for them? With no
+        ``[[people]]`` rule at all, yes: any signed-in person, within the agent's approval. Once
+        there is one, only if a rule matches the agent and the person (deny by default)."""
+        if not self.people:
+            return Decision(True, "no [[people]] rules: any signed-in person may authorize an approved agent")
+        for rule in self.people:
+            if not (_match(client_id, rule.clients) and _match(owner or "", rule.owners)):
+                continue
+            if any(_match(group, rule.groups) for group in person.groups) or any(
+                    _match(name, rule.people) for name in person.names()):
+                return Decision(True, f"rule {rule.name} lets this person authorize this agent", rule=rule.name)
+        return Decision(False, "no [[people]] rule lets this person authorize this agent (deny by default)",
+                        error="access_denied")
 
 
 def _outside(rule: Rule, task: dict, scopes: list[str]) -> tuple[str, str] | None:
@@ -181,6 +257,9 @@ def _outside(rule: Rule, task: dict, scopes: list[str]) -> tuple[str, str] | Non
     return None
 
 
+_WILDCARD = re.compile(r"[*?\[]")  # what makes an fnmatch pattern more than one string
+
+
 def _match(value: str, patterns) -> bool:
     return any(fnmatchcase(value, p) for p in patterns)
 
@@ -190,7 +269,7 @@ def parse(text: str, source: str = "<policy>") -> Policy:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{source}: {exc}") from None
-    unknown = set(data) - {"rule", "delegation", "workload", "example"}
+    unknown = set(data) - {"rule", "delegation", "workload", "people", "example"}
     if unknown:
         raise PolicyError(f"{source}: unknown section {', '.join(sorted(unknown))}")
     policy = Policy(source)
@@ -208,10 +287,12 @@ def parse(text: str, source: str = "<policy>") -> Policy:
         policy.workloads.append(WorkloadBinding(item["name"], _patterns(item, "clients", where),
                                                 _patterns(item, "subjects", where),
                                                 _patterns(item, "issuers", where, ["*"])))
+    for i, item in enumerate(data.get("people", []), 1):
+        policy.people.append(_people_rule(item, f"{source}: people {i}"))
     names = [r.name for r in policy.rules] + [d.name for d in policy.delegations] + [
-        w.name for w in policy.workloads]
+        w.name for w in policy.workloads] + [p.name for p in policy.people]
     if len(names) != len(set(names)):
-        raise PolicyError(f"{source}: rule, delegation and workload names must be unique")
+        raise PolicyError(f"{source}: rule, delegation, workload and people names must be unique")
     policy.examples = data.get("example", [])
     _check_examples(policy)
     return policy
@@ -231,6 +312,16 @@ def _rule(item: dict, where: str) -> Rule:
                 datatypes=_patterns(item, "datatypes", where, []), max_sensitivity=sensitivity,
                 max_ttl=item["max_ttl"], delegates=_patterns(item, "delegates", where, []),
                 description=str(item.get("description", "")))
+
+
+def _people_rule(item: dict, where: str) -> PeopleRule:
+    _keys(item, PEOPLE_KEYS, where, required=("name", "clients"))
+    rule = PeopleRule(name=str(item["name"]), clients=_patterns(item, "clients", where),
+                      owners=_patterns(item, "owners", where, ["*"]), groups=_patterns(item, "groups", where, []),
+                      people=_patterns(item, "people", where, []), description=str(item.get("description", "")))
+    if not rule.groups and not rule.people:
+        raise PolicyError(f"{where}: name the groups or the people (or both) that the rule lets authorize")
+    return rule
 
 
 def _keys(item, allowed, where, required=()):
@@ -254,18 +345,43 @@ def _patterns(item, name, where, default=None) -> tuple:
 def _check_examples(policy: Policy) -> None:
     for i, example in enumerate(policy.examples, 1):
         where = f"{policy.source}: example {i}" + (f" ({example.get('name')})" if "name" in example else "")
-        _keys(example, EXAMPLE_KEYS, where, required=("client", "task", "expect"))
+        _keys(example, EXAMPLE_KEYS, where, required=("client", "expect"))
         if example["expect"] not in ("allow", "deny"):
             raise PolicyError(f"{where}: expect must be allow or deny")
+        if ("task" in example) == ("person" in example):
+            raise PolicyError(f"{where}: an example has a task (for the [[rule]]s) or a person (for the "
+                              "[[people]] rules), one of the two")
+        if "person" in example:
+            decision = policy.decide_person(client_id=example["client"], owner=example.get("owner", ""),
+                                            person=_example_person(example["person"], where))
+            _expected(example, decision, where)
+            continue
         try:
             task = agent_task.normalise({"type": agent_task.TYPE, **example["task"]})
         except agent_task.AuthorizationDetailsError as exc:
             raise PolicyError(f"{where}: {exc}") from None
         decision = policy.decide_task(client_id=example["client"], owner=example.get("owner", ""),
                                       task=task, scopes=example.get("scopes", []))
-        if decision.allowed != (example["expect"] == "allow"):
-            raise PolicyError(f"{where}: expected {example['expect']}, got "
-                              f"{'allow' if decision.allowed else 'deny'}: {decision.reason}")
+        _expected(example, decision, where)
+
+
+def _expected(example: dict, decision: Decision, where: str) -> None:
+    if decision.allowed != (example["expect"] == "allow"):
+        raise PolicyError(f"{where}: expected {example['expect']}, got "
+                          f"{'allow' if decision.allowed else 'deny'}: {decision.reason}")
+
+
+def _example_person(person, where: str) -> PersonFacts:
+    """An example's person; its email is taken as verified, and its sub defaults to its username."""
+    _keys(person, PERSON_KEYS, f"{where}: person")
+    for name in ("sub", "username", "email"):
+        if name in person and not (isinstance(person[name], str) and person[name]):
+            raise PolicyError(f"{where}: person {name} must be a string")
+    sub = person.get("sub") or person.get("username") or person.get("email")
+    if not sub:
+        raise PolicyError(f"{where}: the person needs a sub, a username or an email")
+    return PersonFacts(sub=sub, username=person.get("username"), email=person.get("email"),
+                       groups=_patterns(person, "groups", f"{where}: person", []))
 
 
 _cache: dict[str, tuple[tuple, Policy]] = {}
@@ -297,6 +413,7 @@ def load(path: str | None = None) -> Policy:
                 return cached[1]
             raise PolicyError(str(exc)) from None
         _cache[path] = (version, policy)
-        log.info("loaded policy %s: %d rules, %d delegations, %d workload bindings, %d examples checked",
-                 path, len(policy.rules), len(policy.delegations), len(policy.workloads), len(policy.examples))
+        log.info("loaded policy %s: %d rules, %d delegations, %d workload bindings, %d people rules, "
+                 "%d examples checked", path, len(policy.rules), len(policy.delegations), len(policy.workloads),
+                 len(policy.people), len(policy.examples))
         return policy

@@ -69,6 +69,10 @@ def renew(client_id: str, *, proofing_method: str, evidence: str | None, assuran
     new = _replace(client, old, RENEWED, actor, now, expires_at=expires_at, review_at=review_at,
                    assurance_level=int(assurance_level), proofing_method=proofing_method,
                    evidence=evidence, proofed_by=actor)
+    if client.status == ACTIVE and old.review_at + review_grace() <= now:
+        # Its tokens stopped being valid when the grace period ended (``app.oauth.status``);
+        # the renewal does not bring them back, as a reactivation would not.
+        client.tokens_not_before = now
     audit.record("client.renewed", actor, client_id=client_id, data={
         "approval_id": new.id, "supersedes": old.id,
         "before": _proofing(old), "after": _proofing(new)})

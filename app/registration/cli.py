@@ -12,9 +12,11 @@ from flask.cli import with_appcontext
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Client
-from app.models.client import STATUSES
-from app.registration import access, approvals, iat, lifecycle, service
+from app.models import Client, ClientDocument
+from app.models.client import ACTIVE, PENDING, STATUSES
+from app.registration import access, approvals, cli_bulk, iat, lifecycle, service
+from app.registration.cli_bulk import matching_options
+from app.registration.documents_cli import document_summary
 from app.registration.metadata import escape_display
 from app.support import clock
 from app.support.cli import actor, emit, fail, failing_on
@@ -22,6 +24,9 @@ from app.support.cli import actor, emit, fail, failing_on
 log = logging.getLogger(__name__)
 
 YES = click.option("--yes", is_flag=True, help="Do it without asking (for scripts).")
+DENY = cli_bulk.Action("Deny", "denied", (PENDING,), "they will never be approved", lifecycle.deny)
+SUSPEND = cli_bulk.Action("Suspend", "suspended", (ACTIVE,), "the tokens they hold stop being valid and they get "
+                          "no new ones until they are reactivated", lifecycle.suspend)
 
 
 def _confirm(what: str, yes: bool) -> None:
@@ -110,11 +115,14 @@ def registration_show(client_id, as_json):
                               for c in service.same_statement(client)]
     item["access_requests"] = [{"person": r.person.public_id, "username": r.person.username, "reason": r.reason,
                                 "at": _ts(r.created_at)} for r in access.access_requests(client.client_id)]
+    stored = db.session.get(ClientDocument, client.client_id)
+    item["client_id_metadata_document"] = document_summary(stored, client) if stored is not None else None
     if as_json:
         click.echo(json.dumps(item, indent=2))
         return
     for name, value in item.items():
-        if name in ("metadata", "approval", "related", "same_statement", "access_requests"):
+        if name in ("metadata", "approval", "related", "same_statement", "access_requests",
+                    "client_id_metadata_document"):
             continue
         shown = escape_display(value) if isinstance(value, str) else value
         click.echo(f"{name + ':':<27} {shown}")
@@ -134,6 +142,10 @@ def registration_show(client_id, as_json):
     for asked in item["access_requests"]:
         click.echo(f"ASKED FOR by {asked['username'] or asked['person']} at {asked['at']}: "
                    f"{escape_display(asked['reason'])}")
+    if stored is not None:
+        click.echo(f"metadata document: published by {client.registered_from}, fetched {_ts(stored.fetched_at)}, "
+                   f"kept until {_ts(stored.fresh_until)}{'; LAST FETCH FAILED: ' + stored.error if stored.error else ''}")
+        click.echo(escape_display(json.dumps(stored.document, indent=2, ensure_ascii=False)))
     if item["related"]:
         click.echo(f"same software_id ({client.software_id}):")
         for rel in item["related"]:
@@ -190,15 +202,22 @@ def _default_dates(expires: str | None, review: str | None) -> tuple[datetime, d
 
 
 @registration_group.command("deny")
-@click.argument("client_id")
+@click.argument("client_ids", metavar="[CLIENT_ID]...", nargs=-1)
 @click.option("--reason", required=True)
+@matching_options
 @YES
 @with_appcontext
-def registration_deny(client_id, reason, yes):
-    _confirm(f"Deny the registration {client_id}: it will never be approved", yes)
-    with failing_on(lifecycle.LifecycleError):
-        lifecycle.deny(client_id, reason=reason, actor=actor())
-    click.echo(f"denied {client_id}")
+def registration_deny(client_ids, reason, yes, matching, **filters):
+    """Deny a registration, several, or with --matching every pending one the filters select
+    (each listed first; --yes skips the question)."""
+    if len(client_ids) == 1 and not matching and not any(v is not None for v in filters.values()):
+        client_id = client_ids[0]
+        _confirm(f"Deny the registration {client_id}: it will never be approved", yes)
+        with failing_on(lifecycle.LifecycleError):
+            lifecycle.deny(client_id, reason=reason, actor=actor())
+        click.echo(f"denied {client_id}")
+        return
+    cli_bulk.run(DENY, client_ids, matching=matching, filters=filters, reason=reason, yes=yes)
 
 
 @registration_group.command("sweep")
@@ -222,16 +241,23 @@ def client_group():
 
 
 @client_group.command("suspend")
-@click.argument("client_id")
+@click.argument("client_ids", metavar="[CLIENT_ID]...", nargs=-1)
 @click.option("--reason", default="suspended from the command line", show_default=True)
+@matching_options
 @YES
 @with_appcontext
-def client_suspend(client_id, reason, yes):
-    _confirm(f"Suspend {client_id}: the tokens it holds stop being valid and it gets no new ones "
-             "until it is reactivated", yes)
-    with failing_on(lifecycle.LifecycleError):
-        lifecycle.suspend(client_id, reason=reason, actor=actor())
-    click.echo(f"suspended {client_id}")
+def client_suspend(client_ids, reason, yes, matching, **filters):
+    """Suspend a client, several, or with --matching every active one the filters select
+    (each listed first; --yes skips the question)."""
+    if len(client_ids) == 1 and not matching and not any(v is not None for v in filters.values()):
+        client_id = client_ids[0]
+        _confirm(f"Suspend {client_id}: the tokens it holds stop being valid and it gets no new ones "
+                 "until it is reactivated", yes)
+        with failing_on(lifecycle.LifecycleError):
+            lifecycle.suspend(client_id, reason=reason, actor=actor())
+        click.echo(f"suspended {client_id}")
+        return
+    cli_bulk.run(SUSPEND, client_ids, matching=matching, filters=filters, reason=reason, yes=yes)
 
 
 @client_group.command("reactivate")

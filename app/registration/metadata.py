@@ -19,6 +19,7 @@ from app.policy import scopes as catalogue
 from app.registration.errors import InvalidClientMetadataError, InvalidRedirectURIError
 from app.support import fetch
 from app.support.protocol import (
+    ASSERTION_GRANT_TYPES,
     AUTHORIZATION_CODE,
     CLIENT_SECRET_BASIC,
     DEFAULT_GRANT_TYPES,
@@ -215,10 +216,18 @@ def _auth_method(raw: dict, out: dict) -> None:
     has_keys = "jwks" in out or "jwks_uri" in out
     method = raw.get("token_endpoint_auth_method") or (PRIVATE_KEY_JWT if has_keys else CLIENT_SECRET_BASIC)
     allowed = current_app.config["ALLOWED_AUTH_METHODS"]
-    if method == NONE and not set(out["grant_types"]) <= set(PUBLIC_CLIENT_GRANT_TYPES):
+    grants = set(out["grant_types"])
+    if method == NONE and not grants <= {*PUBLIC_CLIENT_GRANT_TYPES, *ASSERTION_GRANT_TYPES}:
         raise InvalidClientMetadataError(
             f"token_endpoint_auth_method none (a public client) may use only grant_types "
-            f"{', '.join(PUBLIC_CLIENT_GRANT_TYPES)}; machine grants need an authenticated client")
+            f"{', '.join((*PUBLIC_CLIENT_GRANT_TYPES, *ASSERTION_GRANT_TYPES))}; client_credentials and "
+            "token exchange need an authenticated client")
+    if method != NONE and grants & set(ASSERTION_GRANT_TYPES):
+        # RFC 7523 §2.1 with a workload's JWT: the JWT is the credential, and the policy binds it to
+        # the client; a secret or key of the client's own would be one more credential to keep.
+        raise InvalidClientMetadataError(
+            f"grant_types {', '.join(sorted(grants & set(ASSERTION_GRANT_TYPES)))} is for a client with "
+            "token_endpoint_auth_method none: the workload's own JWT is its credential")
     if method not in allowed:
         raise InvalidClientMetadataError(f"token_endpoint_auth_method {method!r} is not allowed here; "
                                          f"use one of {', '.join(allowed)}")

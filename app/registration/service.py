@@ -29,7 +29,7 @@ from app.registration.errors import (
     PendingLimitError,
 )
 from app.registration.metadata import AUDIENCES, validate
-from app.support import clock, hashing
+from app.support import clock, hashing, resources
 
 log = logging.getLogger(__name__)
 
@@ -310,7 +310,7 @@ def _widening(client: Client, clean: dict) -> str | None:
         return None
     approval: Approval = client.approval
     more = [s for s in clean.get("scope", "").split() if s not in approval.scopes]
-    more += [a for a in clean.get(AUDIENCES, []) if a not in approval.audiences]
+    more += resources.match(clean.get(AUDIENCES, []), approval.audiences)[1]  # RFC 3986 §6.2.2.1
     more += [g for g in clean["grant_types"] if g not in (client.client_metadata or {}).get("grant_types", [])]
     return ", ".join(more) or None
 

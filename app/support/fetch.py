@@ -1,5 +1,5 @@
 """Safe outbound fetching of documents the server is told to trust (a client's
-``jwks_uri``, a publisher's JWKS).
+``jwks_uri``, a publisher's JWKS), and of a client's logo (``fetch_bytes``).
 
 A URL that a client registers is a URL the server will call, so it is checked
 twice: ``check_url`` refuses non-https URLs and literal loopback, private,
@@ -8,8 +8,10 @@ resolves the host, refuses the same addresses after resolution, then connects
 to the address it checked (so a DNS answer that changes between the check and
 the connection cannot redirect the request), follows no redirects, gives up
 after ``FETCH_TIMEOUT`` seconds and ``FETCH_MAX_BYTES`` bytes, and caches
-answers for ``FETCH_CACHE_SECONDS``. ``FETCH_ALLOW_HTTP_LOOPBACK`` admits
-loopback addresses (plain http included), for development only.
+answers for ``FETCH_CACHE_SECONDS``; ``fetch_document`` fetches the same way, uncached, and
+tells the caller what the answer's ``Cache-Control`` says. ``FETCH_ALLOW_HTTP_LOOPBACK`` admits
+loopback addresses (plain http included), for development only; ``FETCH_CA_FILE`` replaces the
+system's certificate authorities with a bundle of the operator's.
 
 Both checks classify a host with one function, ``classify_host``, which reads a numeric
 host as the C resolver does (``127.1``, ``2130706433``, ``0x7f000001`` and ``0177.0.0.1``
@@ -28,6 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from flask import current_app
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 
 from app.support import clock, inline
 from app.support.untrusted_json import UntrustedJSONError, loads
@@ -160,31 +163,48 @@ def fetch_json(url: str) -> dict:
     return value
 
 
-def _fetch(url: str) -> dict:
+def fetch_bytes(url: str, *, accept: str, max_bytes: int) -> bytes:
+    """GET a document's bytes, safely (see the module docstring), at most ``max_bytes`` of them.
+    Not cached: the caller knows what it may keep, and for how long."""
+    return inline.blocking(_download, url, accept, max_bytes)
+
+
+class Fetched(NamedTuple):
+    """A document and what its ``Cache-Control`` header (RFC 9111 §5.2.2) says of keeping it:
+    ``max_age`` in seconds (None: it says nothing), ``no_store`` for no-store or no-cache."""
+    value: dict
+    max_age: int | None
+    no_store: bool
+
+
+def fetch_document(url: str) -> Fetched:
+    """GET a JSON object as ``fetch_json`` does, uncached, with what its caching headers say: for
+    a caller that keeps the document itself and must honour them (client ID metadata documents,
+    ``app.registration.documents``)."""
+    return inline.blocking(_get, url)
+
+
+def cache_control(header: str | None) -> tuple[int | None, bool]:
+    """(max-age, no-store) from a ``Cache-Control`` value; a malformed max-age is no max-age."""
+    max_age, no_store = None, False
+    for directive in (header or "").lower().split(","):
+        name, _, value = directive.strip().partition("=")
+        if name in ("no-store", "no-cache"):
+            no_store = True
+        elif name == "max-age" and value.strip().strip('"').isdigit():
+            max_age = int(value.strip().strip('"'))
+    return max_age, no_store
+
+
+def _get(url: str) -> Fetched:
+    headers = CaseInsensitiveDict()
+    value = _fetch(url, headers)
+    return Fetched(value, *cache_control(headers.get("Cache-Control")))
+
+
+def _fetch(url: str, headers: dict | None = None) -> dict:
     config = current_app.config
-    allow = bool(config["FETCH_ALLOW_HTTP_LOOPBACK"])
-    check_url(url, allow_loopback=allow)
-    parts = urlsplit(url)
-    host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
-    address = _resolve(host, port)
-    kind = classify_host(address).kind
-    if kind != PUBLIC and not (kind == LOOPBACK and allow):
-        raise FetchError(REFUSALS.get(kind, REFUSALS[PRIVATE]))  # the resolved address is not told
-    if parts.scheme != "https" and kind != LOOPBACK:
-        raise FetchError("URL must use https")  # plain http was admitted for a loopback name only
-    pinned = f"[{address}]" if address.version == 6 else str(address)
-    target = urlunsplit((parts.scheme, f"{pinned}:{port}", parts.path or "/", parts.query, ""))
-    with requests.Session() as session:
-        session.trust_env = False  # no proxy from the environment: the checked address is the peer
-        session.mount(f"{parts.scheme}://", _PinnedAdapter(host))
-        try:
-            with session.get(target, headers={"Host": parts.netloc, "Accept": "application/json"},
-                             timeout=config["FETCH_TIMEOUT"], allow_redirects=False, stream=True) as resp:
-                if resp.is_redirect or resp.status_code != 200:
-                    raise FetchError(f"{url} answered HTTP {resp.status_code} (redirects are not followed)")
-                body = _read_limited(resp, int(config["FETCH_MAX_BYTES"]))
-        except requests.RequestException as exc:
-            raise FetchError(f"could not fetch {url}: {type(exc).__name__}") from None
+    body = _download(url, "application/json", int(config["FETCH_MAX_BYTES"]), headers)
     try:
         value = loads(body, max_bytes=int(config["FETCH_MAX_BYTES"]), what="the document")
     except UntrustedJSONError as exc:
@@ -192,6 +212,30 @@ def _fetch(url: str) -> dict:
     if not isinstance(value, dict):
         raise FetchError(f"{url} did not return a JSON object")
     return value
+
+
+def _download(url: str, accept: str, limit: int, headers: dict | None = None) -> bytes:
+    """The body of a 200 answer to GET ``url``, by the checks of the module docstring (and, into
+    ``headers`` if given, the answer's headers)."""
+    config = current_app.config
+    peer = checked_peer(url, allow_loopback=bool(config["FETCH_ALLOW_HTTP_LOOPBACK"]))
+    parts = urlsplit(url)
+    pinned = f"[{peer.address}]" if peer.address.version == 6 else str(peer.address)
+    target = urlunsplit((peer.scheme, f"{pinned}:{peer.port}", parts.path or "/", parts.query, ""))
+    with requests.Session() as session:
+        session.trust_env = False  # no proxy from the environment: the checked address is the peer
+        session.verify = config["FETCH_CA_FILE"] or True
+        session.mount(f"{peer.scheme}://", _PinnedAdapter(peer.host))
+        try:
+            with session.get(target, headers={"Host": peer.netloc, "Accept": accept},
+                             timeout=config["FETCH_TIMEOUT"], allow_redirects=False, stream=True) as resp:
+                if resp.is_redirect or resp.status_code != 200:
+                    raise FetchError(f"{url} answered HTTP {resp.status_code} (redirects are not followed)")
+                if headers is not None:
+                    headers.update(resp.headers)
+                return _read_limited(resp, limit)
+        except requests.RequestException as exc:
+            raise FetchError(f"could not fetch {url}: {type(exc).__name__}") from None
 
 
 def clear_cache() -> None:
@@ -283,3 +327,93 @@ def _spelling(host: str, found: HostClass) -> str:
     if found.effective is None or host.strip("[]") == str(found.effective):
         return ""
     return f" ({host} is {found.effective})"
+
+
+class Peer(NamedTuple):
+    """Where a checked URL may be called: its ``host`` and ``netloc`` as written, and the
+    ``address`` it resolved to, classified and allowed (``checked_peer``)."""
+    scheme: str
+    host: str
+    netloc: str
+    port: int
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def checked_peer(url: str, *, allow_loopback: bool) -> Peer:
+    """The address ``url`` may be called at, by the checks of the module docstring: the URL
+    (``check_url``), then the host resolved and its address classified again. Raises
+    ``FetchError``."""
+    check_url(url, allow_loopback=allow_loopback)
+    parts = urlsplit(url)
+    host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    address = _resolve(host, port)
+    kind = classify_host(address).kind
+    if kind != PUBLIC and not (kind == LOOPBACK and allow_loopback):
+        raise FetchError(REFUSALS.get(kind, REFUSALS[PRIVATE]))  # the resolved address is not told
+    if parts.scheme != "https" and kind != LOOPBACK:
+        raise FetchError("URL must use https")  # plain http was admitted for a loopback name only
+    return Peer(parts.scheme, host, parts.netloc, port, address)
+
+
+class GuardedAdapter(HTTPAdapter):
+    """A requests adapter that calls only where ``fetch_json`` would, for a library that makes
+    its requests itself on a ``requests.Session`` (Authlib's OAuth client, ``app.people.oidc``):
+    mount it with ``guard``.
+
+    Every request's URL goes through ``checked_peer`` and the connection is made to the address
+    checked (TLS still verifies, and SNI names, the host of the URL); no proxy is used, a
+    redirect is refused rather than followed, every wait gives up after ``timeout`` seconds and a
+    body larger than ``max_bytes`` is refused. The refusals are ``FetchError``.
+    """
+
+    def __init__(self, *, allow_loopback: bool, timeout: float, max_bytes: int):
+        self._allow_loopback, self._timeout, self._max_bytes = allow_loopback, timeout, max_bytes
+        super().__init__(max_retries=0)
+
+    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
+        # The fetcher's time limit, whatever the library asked for (often nothing: no limit).
+        response = super().send(request, stream=True, timeout=self._timeout, verify=verify, cert=cert)
+        try:
+            if response.is_redirect:
+                raise FetchError(f"{_shown(request.url)} answered HTTP {response.status_code} "
+                                 "(redirects are not followed)")
+            body = _read_limited(response, self._max_bytes)
+        finally:
+            response.close()
+        # Where requests keeps a body it has read (Response.content): the library reads it there.
+        response._content = body
+        return response
+
+    def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
+        peer = checked_peer(request.url, allow_loopback=self._allow_loopback)
+        host_params, pool_kwargs = self.build_connection_pool_key_attributes(request, verify, cert)
+        host_params = {**host_params, "host": str(peer.address)}
+        if peer.scheme == "https":
+            pool_kwargs = {**pool_kwargs, "server_hostname": peer.host, "assert_hostname": peer.host}
+        return self.poolmanager.connection_from_host(**host_params, pool_kwargs=pool_kwargs)
+
+    def request_url(self, request, proxies):
+        return request.path_url  # never a proxy's absolute form: the checked address is the peer
+
+    def add_headers(self, request, **kwargs):
+        request.headers["Host"] = urlsplit(request.url).netloc  # the connection is to an address
+
+
+def guard(session: requests.Session) -> requests.Session:
+    """Make every request of ``session`` go through ``GuardedAdapter``, with the fetcher's
+    settings (``FETCH_ALLOW_HTTP_LOOPBACK``, ``FETCH_TIMEOUT``, ``FETCH_MAX_BYTES``,
+    ``FETCH_CA_FILE``); no proxy or certificate bundle from the environment. Returns it."""
+    config = current_app.config
+    adapter = GuardedAdapter(allow_loopback=bool(config["FETCH_ALLOW_HTTP_LOOPBACK"]),
+                             timeout=float(config["FETCH_TIMEOUT"]), max_bytes=int(config["FETCH_MAX_BYTES"]))
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.trust_env = False
+    session.verify = config["FETCH_CA_FILE"] or True
+    return session
+
+
+def _shown(url: str) -> str:
+    """A URL as an error may name it: without its query (a library's request may carry a code)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))

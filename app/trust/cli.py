@@ -72,8 +72,10 @@ publisher_group = issuer_group(
 workload_issuer_group = issuer_group(
     issuers.WORKLOAD_ISSUERS, "workload-issuer",
     "Workload-identity issuers (SPIFFE JWT-SVID, Kubernetes, CI OIDC) whose JWTs are accepted as "
-    "token-exchange subject tokens.",
-    [click.option("--audience", required=True, help="The aud its tokens must carry for this server."),
+    "token-exchange subject tokens and as jwt-bearer grants.",
+    [click.option("--audience", required=True,
+                  help="The aud its subject tokens must carry for this server (a jwt-bearer grant's "
+                       "aud is always this server's issuer)."),
      click.option("--subject-pattern", help="Only subjects matching this pattern (* ? wildcards).")],
     shown=("audience", "subject_pattern"),
     done=lambda row: f"audience {row.audience}, algorithms {', '.join(row.algorithms)}")

@@ -1,5 +1,6 @@
-"""What both grants share, as a mixin (Authlib style): client auth methods, RFC 8707 targets,
-turning a policy ``Decision`` into the RFC error, and the single write of an issuance."""
+"""What the grants share, as a mixin (Authlib style): client auth methods, RFC 8707 targets
+(compared as resource identifiers, ``app.support.resources``), the intent policy, turning a
+policy ``Decision`` into the RFC error, and the single write of an issuance."""
 from __future__ import annotations
 
 import logging
@@ -16,9 +17,13 @@ from flask import current_app
 
 from app import audit
 from app.oauth.clients import served_cached
-from app.oauth.errors import InvalidAuthorizationDetailsError, InvalidTargetError
+from app.oauth.errors import (
+    InvalidAuthorizationDetailsError,
+    InvalidTargetError,
+    PolicyUnavailableError,
+)
 from app.oauth.group_commit import Write
-from app.policy import within_approval
+from app.policy import PolicyError, load, within_approval
 from app.support.echo import safe_echo
 from app.support.protocol import AUTH_METHODS
 
@@ -55,6 +60,14 @@ class OstiaryGrantMixin:
                                          "fragment (RFC 8707 section 2)")
         return list(dict.fromkeys([*datalist.get("resource", []), *datalist.get("audience", [])]))
 
+    def policy(self):
+        """The intent policy in force; none readable, nothing issued (deny by default)."""
+        try:
+            return load(current_app.config["POLICY_FILE"] or None)
+        except PolicyError as exc:
+            log.error("intent policy unusable: %s", exc)
+            raise PolicyUnavailableError() from None
+
     def enforce(self, decision):
         """Keep the decision for the audit trail; raise its RFC error if it denies."""
         self.request.decision = decision
@@ -63,8 +76,9 @@ class OstiaryGrantMixin:
         return decision
 
     def enforce_approval(self, scopes: list[str], audiences: list[str]):
-        """The scopes and audiences must lie within the client's approval (``within_approval``);
-        none asked means the approval's own."""
+        """The scopes and audiences must lie within the client's approval (``within_approval``:
+        resources compared after RFC 3986 §6.2.2.1 normalisation, granted as the approval spells
+        them, a refusal naming the resources it holds); none asked means the approval's own."""
         approval = self.client.approval
         return self.enforce(within_approval(approved_scopes=approval.scopes,
                                             approved_audiences=approval.audiences,

@@ -30,7 +30,9 @@ from app.oauth.grants.base import OstiaryGrantMixin
 from app.oauth.group_commit import Spend
 from app.oauth.rfc9068 import mint
 from app.support import clock, hashing
+from app.support.echo import safe_echo
 from app.support.protocol import AUTH_METHODS, AUTHORIZATION_CODE, NONE, REFRESH_TOKEN
+from app.support.resources import match
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +83,12 @@ class PersonGrantMixin(OstiaryGrantMixin):
         never more; then it must still lie within the client's current approval."""
         scopes = self.requested_scopes() or list(granted_scopes)
         if extra := [s for s in scopes if s not in granted_scopes]:
-            raise InvalidGrantError(f"scope {' '.join(extra)} was not granted by the person; granted: "
-                                    f"{' '.join(granted_scopes) or 'none'}")
-        resources = self.requested_audiences() or list(granted_resources)
-        if extra := [r for r in resources if r not in granted_resources]:
-            raise InvalidTargetError(f"resource {extra[0]} was not part of the person's authorization; "
-                                     f"granted: {' '.join(granted_resources)}")
+            raise InvalidGrantError(f"scope {safe_echo(' '.join(extra), 200)} was not granted by the person; "
+                                    f"granted: {' '.join(granted_scopes) or 'none'}")
+        resources, extra = match(self.requested_audiences() or list(granted_resources), granted_resources)
+        if extra:
+            raise InvalidTargetError(f"resource {safe_echo(extra[0], 200)} was not part of the person's "
+                                     f"authorization; granted: {safe_echo(' '.join(granted_resources), 400)}")
         self.enforce_approval(scopes, resources)
         return scopes, resources
 

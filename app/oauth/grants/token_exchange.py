@@ -23,18 +23,14 @@ from authlib.oauth2.rfc6749.grants.base import TokenEndpointMixin
 from flask import current_app
 
 from app.oauth import rfc9068, tokens
-from app.oauth.errors import (
-    InvalidAuthorizationDetailsError,
-    InvalidTargetError,
-    PolicyUnavailableError,
-)
+from app.oauth.errors import InvalidAuthorizationDetailsError, InvalidTargetError
 from app.oauth.grants.base import OstiaryGrantMixin
 from app.oauth.tokens import PresentedToken
 from app.policy import agent_task
-from app.policy.rules import PolicyError, load
 from app.support import clock
 from app.support.echo import safe_echo
 from app.support.protocol import ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, TOKEN_EXCHANGE
+from app.support.resources import match
 from app.trust import workload
 
 log = logging.getLogger(__name__)
@@ -166,13 +162,6 @@ class TokenExchangeGrant(OstiaryGrantMixin, BaseGrant, TokenEndpointMixin):
                                       "token is issued for a stated task")
         return task
 
-    def policy(self):
-        try:
-            return load(current_app.config["POLICY_FILE"] or None)
-        except PolicyError as exc:
-            log.error("intent policy unusable: %s", exc)
-            raise PolicyUnavailableError() from None
-
     def acting_party(self, policy, subject: PresentedToken, actor: PresentedToken | None, intent: str):
         """RFC 8693 §4.1 ``act``: who acts for the subject, if anyone other than its holder.
 
@@ -229,13 +218,17 @@ class TokenExchangeGrant(OstiaryGrantMixin, BaseGrant, TokenEndpointMixin):
             raise InvalidTargetError("a task token has one audience: ask for one resource or audience")
         held = subject.audiences if subject.ours else approved
         if not asked:
-            candidates = [a for a in held if a in approved]
+            candidates = match(held, approved)[0]
             if len(candidates) != 1:
-                raise InvalidTargetError("name the one resource (or audience) this task token is for")
+                raise InvalidTargetError("name the one resource (or audience) this task token is for; the "
+                                         f"approval holds {safe_echo(' '.join(approved), 400) or 'none'}")
             return candidates[0]
-        if subject.ours and asked[0] not in held:
-            raise InvalidTargetError(f"exchange only narrows: {safe_echo(asked[0])} is not an audience of "
-                                     "the subject_token")
+        if subject.ours:
+            found, _ = match(asked, held)
+            if not found:
+                raise InvalidTargetError(f"exchange only narrows: {safe_echo(asked[0], 200)} is not an audience "
+                                         f"of the subject_token, which holds {safe_echo(' '.join(held), 400)}")
+            return found[0]
         return asked[0]
 
 
