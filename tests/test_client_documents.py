@@ -450,7 +450,8 @@ def test_private_key_jwt_with_the_documents_keys_and_their_rotation(docs, client
 def test_a_trusted_document_publisher_approves_within_its_ceiling(docs, runner):
     prefix = docs.url("/agents/")
     added = runner.invoke(args=["document-publisher", "add", prefix, "--owner", "team-agents", "--scope", "read",
-                                "--audience", API, "--days", "30"])
+                                "--audience", API, "--days", "30",
+                                "--proofing-method", "owner_attestation"])
     assert added.exit_code == 0, added.output
     listed = json.loads(runner.invoke(args=["document-publisher", "list", "--json"]).output)
     assert [rule["prefix"] for rule in listed] == [prefix]
@@ -486,8 +487,18 @@ def test_a_trusted_document_publisher_approves_within_its_ceiling(docs, runner):
       "software_statement"], "software statement"),
 ])
 def test_a_document_publisher_rule_is_refused_with_the_reason(runner, args, words):
+    if "--proofing-method" not in args:
+        args = [*args, "--proofing-method", "owner_attestation"]
     result = runner.invoke(args=["document-publisher", "add", *args, "--owner", "team-agents"])
     assert result.exit_code == 1 and words in result.output
+    assert not events("document_publisher.added")
+
+
+def test_a_document_publisher_rule_needs_the_proofing_method_chosen(runner):
+    """No silent default: a rule records how its publisher was proofed, as an approval does."""
+    result = runner.invoke(args=["document-publisher", "add", "https://apps.example.com/agents/", "--owner",
+                                 "team-agents", "--scope", "read", "--audience", API])
+    assert result.exit_code == 2 and "--proofing-method" in result.output
     assert not events("document_publisher.added")
 
 
@@ -583,7 +594,8 @@ def test_the_migration_widens_client_ids_on_postgresql(app, backend):
 
 def test_the_console_trust_page_lists_document_publishers_and_removes_one(app, client, runner):
     added = runner.invoke(args=["document-publisher", "add", "https://apps.example.com/agents/", "--owner",
-                                "team-agents", "--scope", "read", "--audience", API])
+                                "team-agents", "--scope", "read", "--audience", API,
+                                "--proofing-method", "owner_attestation"])
     assert added.exit_code == 0, added.output
     console = Console(client)
     console.create_admin()
@@ -598,6 +610,32 @@ def test_the_console_trust_page_lists_document_publishers_and_removes_one(app, c
     [removed] = events("document_publisher.removed")
     assert removed.actor == "admin:alice" and "No trusted publishers of documents" in client.get(
         "/console/trust").get_data(as_text=True)
+
+
+def test_the_console_adds_a_document_publisher_with_the_method_chosen(app, client):
+    console = Console(client)
+    console.create_admin()
+    console.login()
+    html = client.get("/console/trust").get_data(as_text=True)
+    select_ = re.search(r'<select id="dp-proofing_method".*?</select>', html, re.DOTALL).group(0)
+    assert '<option value="">— choose how you proofed the publisher —' in select_ and "selected" not in select_
+    form = {"dp-url_prefix": "https://apps.example.com/agents/", "dp-owner": "team-agents", "dp-scopes": "read",
+            "dp-audiences": API, "dp-approval_days": "30", "dp-assurance_level": "1",
+            "dp-csrf_token": csrf_token(html)}  # the form's fields, its token too, carry its prefix
+    refused = console.post("/console/trust/document-publishers", form, page="/console/trust")
+    assert refused.status_code == 400 and "Choose how you proofed the publisher." in refused.get_data(as_text=True)
+    wrong = console.post("/console/trust/document-publishers",
+                         {**form, "dp-url_prefix": "https://apps.example.com/agents", "dp-proofing_method": "owner_attestation"},
+                         page="/console/trust")
+    assert wrong.status_code == 400 and "ending in &#39;/&#39;" in wrong.get_data(as_text=True)
+    assert 'value="team-agents"' in wrong.get_data(as_text=True)  # what was typed is kept
+    assert not events("document_publisher.added")
+    added = console.post("/console/trust/document-publishers", {**form, "dp-proofing_method": "owner_attestation"},
+                         page="/console/trust")
+    assert added.status_code == 303
+    [event] = events("document_publisher.added")
+    assert event.actor == "admin:alice" and event.data["prefix"] == "https://apps.example.com/agents/"
+    assert event.data["proofing_method"] == "owner_attestation" and event.data["approval_days"] == 30
 
 
 def test_0007_goes_down_and_up_again(tmp_path, new_pg_database):

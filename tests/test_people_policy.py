@@ -166,7 +166,7 @@ def test_a_person_no_rule_matches_is_shown_a_refusal_never_redirected_and_audite
     made = person_agent()
     bob = sign_in(client, "bob")  # his sub
     response = client.get("/authorize", query_string=authorize_params(made, pkce()[1]))
-    assert response.status_code == 400 and "Location" not in response.headers
+    assert response.status_code == 403 and "Location" not in response.headers
     html = response.get_data(as_text=True)
     assert "You may not authorize test agent to act for you" in html and "administrators can say why" in html
     assert "sales" not in html and "agent-users" not in html  # nothing of the rules or the person's groups
@@ -184,7 +184,7 @@ def test_the_decision_posted_is_judged_again(policy_file, client, people):
     accounts.set_groups("alice", ["sales"], "admin:test")
     form = {**dict(HIDDEN.findall(html)), "decision": "allow", "remember": "yes", "csrf_token": csrf_token(html)}
     response = client.post("/authorize", data=form)
-    assert response.status_code == 400 and "Location" not in response.headers
+    assert response.status_code == 403 and "Location" not in response.headers
     assert "You may not authorize" in response.get_data(as_text=True)
     assert count(AuthorizationCode, client_id=made.client_id) == 0 and count(Consent) == 0
     assert len(events("authorization.refused")) == 1
@@ -199,7 +199,7 @@ def test_a_remembered_consent_does_not_outlive_the_rule(policy_file, client, peo
     assert count(Consent) == 1
     accounts.set_groups("alice", [], "admin:test")
     response = client.get("/authorize", query_string=authorize_params(made, pkce()[1]))
-    assert response.status_code == 400 and "You may not authorize" in response.get_data(as_text=True)
+    assert response.status_code == 403 and "You may not authorize" in response.get_data(as_text=True)
     assert count(AuthorizationCode, client_id=made.client_id) == 1  # only the first
 
 
@@ -214,7 +214,7 @@ def test_an_unverified_email_is_not_a_name_the_rules_match(policy_file, client, 
     made = person_agent()
     accounts.create("erin", PASSWORD, "admin:test", email="erin@trusted.example")  # not verified
     sign_in(client, "erin")
-    assert client.get("/authorize", query_string=authorize_params(made, pkce()[1])).status_code == 400
+    assert client.get("/authorize", query_string=authorize_params(made, pkce()[1])).status_code == 403
 
 
 def test_a_pending_agent_still_shows_the_waiting_page(policy_file, client, people):

@@ -194,6 +194,26 @@ class WorkloadIssuerForm(TrustedIssuerForm):
     own = ("audience", "subject_pattern")
 
 
+class DocumentPublisherForm(FlaskForm):
+    """A trusted publisher of client ID metadata documents: the prefix and the ceiling within
+    which its documents are approved by policy (``app.trust.document_publishers.add``). The
+    proofing method is chosen, never preselected; choices come from the scope catalogue."""
+
+    url_prefix = StringField("Documents under (an https origin and a path ending in /)",
+                         validators=[DataRequired(), Length(max=512)])
+    owner = StringField("Owner (an accountable person or team)", validators=[DataRequired(), Length(max=255)])
+    scopes = StringField("Scopes at most (space-separated)", validators=[DataRequired(), Length(max=1000)])
+    audiences = TextAreaField("Audiences at most (one URL per line)", validators=[DataRequired()])
+    approval_days = IntegerField("Approved for (days)", validators=[InputRequired(), NumberRange(min=1)])
+    assurance_level = SelectField("Assurance level", coerce=int, validators=[InputRequired()])
+    proofing_method = SelectField("How you proofed the publisher", validators=[DataRequired(
+        message="Choose how you proofed the publisher.")])
+    confirm_sensitive = BooleanField("Every document under this prefix may have the sensitive scopes named")
+
+    def audience_list(self) -> list[str]:
+        return _lines(self.audiences.data)
+
+
 class AuditSearchForm(FlaskForm):
     class Meta:
         csrf = False  # a search (GET) changes nothing

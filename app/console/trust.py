@@ -1,9 +1,9 @@
-"""Console: the trusted issuers, software publishers and workload issuers (list, add, remove),
-and the trusted publishers of client ID metadata documents (list, remove; they are added with
-``ostiary document-publisher add``, whose ceiling needs more than a form of this page).
+"""Console: the trusted issuers, software publishers and workload issuers, and the trusted
+publishers of client ID metadata documents (list, add, remove).
 
-One view per operation for both kinds; adding and removing go through ``app.trust.issuers``
-(``app.trust.document_publishers`` for documents).
+One view per operation for both kinds of issuer, through ``app.trust.issuers``; the publishers
+of documents, whose rule is a prefix and a ceiling rather than keys, through
+``app.trust.document_publishers``.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from flask import abort, flash, redirect, render_template, url_for
 
 from app.console import bp
 from app.console.auth import actor
-from app.console.forms import ActionForm, PublisherForm, WorkloadIssuerForm
+from app.console.forms import ActionForm, DocumentPublisherForm, PublisherForm, WorkloadIssuerForm
 from app.extensions import db
 from app.models import DocumentPublisher
 from app.policy import scopes as catalogue
@@ -37,6 +37,18 @@ def _form(segment: str):
     return form
 
 
+def _document_form(form: DocumentPublisherForm | None = None) -> DocumentPublisherForm:
+    """The add form of a document publisher, its choices from the scope catalogue: no proofing
+    method chosen, and none that a rule cannot record (a document is no software statement)."""
+    cat = catalogue.current()
+    if form is None:
+        form = DocumentPublisherForm(prefix="dp", approval_days=document_publishers.default_days())
+    form.assurance_level.choices = [(n, f"{n} — {v.get('name', '')}") for n, v in cat.levels.items()]
+    form.proofing_method.choices = [("", "— choose how you proofed the publisher —")] + [(m, m.replace("_", " ").capitalize())
+                                                  for m in cat.proofing_methods if m != "software_statement"]
+    return form
+
+
 def _render(failed: tuple[str, object] | None = None, status=200):
     forms = {segment: _form(segment) for segment in KINDS}
     if failed:
@@ -45,6 +57,7 @@ def _render(failed: tuple[str, object] | None = None, status=200):
                            document_publishers=document_publishers.listed(),
                            issuers=issuers.listed(issuers.WORKLOAD_ISSUERS),
                            publisher_form=forms["publishers"], issuer_form=forms["workload-issuers"],
+                           document_form=forms.get("document-publishers") or _document_form(),
                            remove_form=ActionForm()), status
 
 
@@ -96,6 +109,25 @@ def remove_trusted(segment: str, row_id: int):
         except issuers.TrustError as exc:
             db.session.rollback()
             flash(f"Nothing was changed: {exc}")
+    return redirect(url_for("console.trust"), 303)
+
+
+@bp.post("/trust/document-publishers")
+def add_document_publisher():
+    form = _document_form(DocumentPublisherForm(prefix="dp"))
+    if not form.validate_on_submit():
+        return _render(("document-publishers", form), status=400)
+    try:
+        rule = document_publishers.add(
+            form.url_prefix.data.strip(), owner=form.owner.data, scopes=form.scopes.data.split(),
+            audiences=form.audience_list(), approval_days=form.approval_days.data,
+            assurance_level=form.assurance_level.data, proofing_method=form.proofing_method.data,
+            actor=actor(), sensitive_confirmed=form.confirm_sensitive.data)
+    except document_publishers.DocumentPublisherError as exc:
+        db.session.rollback()
+        form.form_errors.append(str(exc))
+        return _render(("document-publishers", form), status=400)
+    flash(f"Trusting metadata documents under {rule.prefix}, within the ceiling shown.")
     return redirect(url_for("console.trust"), 303)
 
 

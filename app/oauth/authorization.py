@@ -42,7 +42,12 @@ SINGLE = ("response_type", "client_id", "redirect_uri", "scope", "state", "code_
 
 
 class ShownError(Exception):
-    """The request cannot be answered to its client: shown to the person, never redirected."""
+    """The request cannot be answered to its client: shown to the person, never redirected.
+    ``status``: 400 for a request that is wrong, 403 for one the policy refuses this person."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
 
 
 class RedirectedError(Exception):
@@ -161,7 +166,7 @@ def _person_may_authorize(request: Request) -> None:
                  decision="deny", reason=decision.reason, data={"rule": decision.rule})
     db.session.commit()
     raise ShownError(f"You may not authorize {safe_echo(client.client_name or client.client_id)} to act for you: "
-                     "no rule of this server's policy allows it for you. Its administrators can say why.")
+                     "no rule of this server's policy allows it for you. Its administrators can say why.", 403)
 
 
 def _check(request: Request, params, resources: list[str], repeated: list[str]) -> None:

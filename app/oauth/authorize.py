@@ -41,7 +41,7 @@ def authorize():
     try:
         asked = authorization.parse(params, params.getlist("resource"))
     except authorization.ShownError as exc:
-        return render_template("authorize/error.html", message=str(exc)), 400
+        return render_template("authorize/error.html", message=str(exc)), exc.status
     except authorization.RedirectedError as exc:
         return redirect(exc.request.error_uri(exc), 302 if request.method == "GET" else 303)
     person = current_person()
@@ -71,7 +71,7 @@ def request_access():
         db.session.rollback()
         client = db.session.get(Client, client_id) if 0 < len(client_id) <= CLIENT_ID_MAX else None
         if client is None or client.status != PENDING:
-            return render_template("authorize/error.html", message=str(exc)), 400
+            return render_template("authorize/error.html", message=str(exc)), exc.status
         return _waiting(client, error=str(exc), status=400)
     return _waiting(db.session.get(Client, client_id))
 

@@ -91,8 +91,9 @@ def document_publisher_group():
 @click.option("--days", "approval_days", type=int, default=None,
               help="How long each approval lasts; default OSTIARY_APPROVAL_DAYS.")
 @click.option("--assurance", "assurance_level", type=int, default=1, show_default=True)
-@click.option("--proofing-method", default="owner_attestation", show_default=True,
-              help="The proofing its approvals record (config/scopes.toml).")
+@click.option("--proofing-method", required=True,
+              help="How you proofed the publisher, which its approvals record (config/scopes.toml); "
+                   "never assumed.")
 @click.option("--confirm-sensitive", is_flag=True, help="The scopes include sensitive ones, and you mean it.")
 @with_appcontext
 def publisher_add(prefix, owner, scopes, audiences, approval_days, assurance_level, proofing_method,
