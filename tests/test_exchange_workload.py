@@ -171,3 +171,23 @@ def test_add_twice_and_remove(app, trusted):
         issuers.remove(issuers.WORKLOAD_ISSUERS, SPIFFE, actor="admin:test")
     kinds = events(only="event_type")
     assert kinds[-2:] == ["workload_issuer.added", "workload_issuer.removed"]
+
+
+def test_a_workload_exchange_grants_the_audience_as_the_approval_spells_it(agent, trusted, issuer_key):
+    """The requested audience is compared normalised, and the token carries the approval's
+    spelling: never the caller's, with its port, case or anything the parser would drop."""
+    import jwt as pyjwt
+    response = agent.exchange(workload_jwt(issuer_key), JWT_TYPE, authorization_details=task(),
+                              audience="HTTPS://API.EXAMPLE.COM:443")
+    assert response.status_code == 200, response.get_json()
+    claims = pyjwt.decode(response.get_json()["access_token"], options={"verify_signature": False})
+    assert claims["aud"] == "https://api.example.com"
+
+
+@pytest.mark.parametrize("spelling", ["https://api.exa\tmple.com", " https://api.example.com",
+                                      "https://api.example.com/#frag", "https://api.example.com?",
+                                      "https://api.example.com\n"])
+def test_a_spelling_the_parser_would_rewrite_is_not_the_approved_audience(agent, trusted, issuer_key, spelling):
+    response = agent.exchange(workload_jwt(issuer_key), JWT_TYPE, authorization_details=task(), audience=spelling)
+    assert response.status_code == 400 and response.get_json()["error"] == "invalid_target"
+    assert not events("token.exchanged")

@@ -110,13 +110,25 @@ def test_a_workload_jwt_alone_gets_a_token_for_the_client_its_rule_names(app, cl
 
 
 def test_a_workload_may_name_its_client(app, client, trusted, issuer_key):
-    """With ``client_id`` in the form (RFC 6749 §3.2.1), a rule with a pattern binds it too."""
+    """With ``client_id`` in the form (RFC 6749 §3.2.1), among the clients the rules name."""
     made = workload_client()
-    bind(app, "*")
+    bind(app, made.client_id)
     response = grant(client, workload_jwt(issuer_key), client_id=made.client_id)
     assert response.status_code == 200, response.get_json()
     assert pyjwt.decode(response.get_json()["access_token"],
                         options={"verify_signature": False})["client_id"] == made.client_id
+
+
+@pytest.mark.parametrize("pattern", ["*", "?*", "[a-f0-9]*"])
+def test_a_rule_with_a_pattern_binds_no_named_client(app, client, trusted, issuer_key, pattern):
+    """A public client authenticates with nothing but the workload's JWT: a ``clients`` pattern
+    (written for token exchange, whose caller proves a credential of its own) would let every
+    matching workload act as every public client, so it binds none of them here."""
+    made = workload_client()
+    bind(app, pattern)
+    refused(grant(client, workload_jwt(issuer_key), client_id=made.client_id), "invalid_grant",
+            f"no policy workload rule names client {made.client_id}")
+    assert not events("token.issued")
 
 
 def test_the_resource_is_compared_normalised_and_granted_as_approved(app, client, trusted, issuer_key):
@@ -261,7 +273,8 @@ def test_rules_that_map_a_workload_to_several_clients(app, client, trusted, issu
     first, second = workload_client(), workload_client()
     bind(app, first.client_id, second.client_id)
     body = refused(grant(client, workload_jwt(issuer_key)), "invalid_grant", "several clients")
-    assert "name one with client_id" in body["error_description"]
+    assert "name yours with client_id" in body["error_description"]
+    assert first.client_id not in body["error_description"]  # nothing of others' clients
     assert grant(client, workload_jwt(issuer_key), client_id=second.client_id).status_code == 200
 
 
@@ -281,14 +294,17 @@ def test_a_rule_that_maps_to_a_client_that_may_not_get_tokens(app, client, trust
 
 def test_a_rule_that_maps_to_a_client_not_registered(app, client, trusted, issuer_key):
     bind(app, "no-such-client")
-    refused(grant(client, workload_jwt(issuer_key)), "invalid_grant", "no-such-client, which is not registered")
+    body = refused(grant(client, workload_jwt(issuer_key)), "invalid_grant", "is not registered here")
+    assert "no-such-client" not in body["error_description"]
 
 
 def test_a_rule_that_maps_to_a_client_with_credentials_of_its_own(app, client, trusted, issuer_key):
     """A stolen workload JWT gets nothing from a client that has a secret: it needs the secret."""
     made = make_client(auth_method="client_secret_basic")
     bind(app, made.client_id)
-    refused(grant(client, workload_jwt(issuer_key)), "invalid_grant", "registered client_secret_basic")
+    body = refused(grant(client, workload_jwt(issuer_key)), "invalid_grant",
+                   "did not register token_endpoint_auth_method none")
+    assert "client_secret_basic" not in body["error_description"] and made.client_id not in body["error_description"]
 
 
 def test_a_client_without_the_grant_type(app, client, trusted, issuer_key):
@@ -304,7 +320,7 @@ def test_a_named_client_that_no_rule_binds(app, client, trusted, issuer_key):
     made, other = workload_client(), workload_client()
     bind(app, other.client_id)
     refused(grant(client, workload_jwt(issuer_key), client_id=made.client_id), "invalid_grant",
-            f"no policy workload rule lets client {made.client_id}")
+            f"no policy workload rule names client {made.client_id}")
 
 
 def test_an_unknown_named_client(app, client, trusted, issuer_key):
@@ -350,3 +366,14 @@ def test_exchange_of_a_workload_jwt_still_takes_the_issuers_configured_audience(
     agent = new_agent(grant_types=["client_credentials", TOKEN_EXCHANGE])
     response = agent.exchange(workload_jwt(issuer_key, aud="ostiary"), JWT_TYPE, authorization_details=task())
     assert response.status_code == 200, response.get_json()
+
+
+@pytest.mark.parametrize("exp", [1_000_000, 1_000_000.5, 1_000_000.999])
+def test_a_jti_is_kept_past_the_last_moment_its_jwt_is_accepted(exp):
+    """``jwt_claims.check`` reads the time in whole seconds: a JWT is accepted while
+    int(now) - LEEWAY <= exp, so up to floor(exp + LEEWAY) + 1; its jti row must outlive that,
+    or a purge in between would let a fractional-exp JWT be replayed."""
+    from math import floor
+
+    from app.support.jwt_claims import LEEWAY, kept_until
+    assert kept_until(exp).timestamp() > floor(exp + LEEWAY) + 1 - 1e-9

@@ -26,6 +26,13 @@ person = person_flow.person  # the fixture: Alice, signed in
     ("urn:example:reports", "urn:example:reports"),  # not a URL with an authority: as it is
     ("reports-api", "reports-api"),  # an RFC 8693 logical audience name: as it is
     ("https://mcp.example.com:notaport/", "https://mcp.example.com:notaport/"),
+    # what urlsplit would quietly rewrite before reading compares as it is, so it matches nothing
+    ("https://mcp.exa\tmple.com/mcp", "https://mcp.exa\tmple.com/mcp"),
+    (" https://mcp.example.com/mcp", " https://mcp.example.com/mcp"),
+    ("https://mcp.example.com/mcp\n", "https://mcp.example.com/mcp\n"),
+    ("https://mcp.example.com/mcp#part", "https://mcp.example.com/mcp#part"),
+    ("https://mcp.example.com/mcp?", "https://mcp.example.com/mcp?"),
+    ("https://@mcp.example.com/mcp", "https://@mcp.example.com/mcp"),
 ])
 def test_normalise(spelling, normal):
     assert normalise(spelling) == normal

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-from datetime import datetime, timezone
 
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
@@ -70,7 +69,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         claims = self.process_assertion_claims(assertion, self.resolve_client_public_key(client))
         request.assertion_jti = {
             "client_id": claims["sub"], "jti": claims["jti"],
-            "expires_at": datetime.fromtimestamp(claims["exp"] + jwt_claims.LEEWAY, tz=timezone.utc)}
+            "expires_at": jwt_claims.kept_until(claims["exp"])}
         return self.authenticate_client(client)
 
     def extract_assertion(self, assertion: str):

@@ -202,8 +202,9 @@ class Policy:
 
     def workload(self, *, client_id: str, issuer: str, subject: str) -> WorkloadBinding | None:
         """The rule letting ``client_id`` present the workload identity ``subject`` from ``issuer``
-        (deny by default: a stolen workload JWT is useless without the bound client's credentials,
-        or, presented as the grant, it gets only what the bound client's approval holds)."""
+        in token exchange (deny by default: a stolen workload JWT is useless without the bound
+        client's credentials). The JWT bearer grant, where the JWT is the only credential, takes
+        only the clients a rule names literally (``workload_clients``)."""
         return next((w for w in self.workloads if _match(client_id, w.clients)
                      and _match(issuer, w.issuers) and _match(subject, w.subjects)), None)
 

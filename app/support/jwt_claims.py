@@ -4,6 +4,9 @@ allowance for clock skew.
 """
 from __future__ import annotations
 
+import math
+from datetime import UTC, datetime
+
 from joserfc import jwt
 
 from app.support import clock
@@ -19,3 +22,10 @@ def check(claims: dict, **requested) -> None:
     ``requested`` of them, in joserfc's claim options (``iss={"essential": True, "value": …}``).
     The claim at fault is the error's ``claim``; ``ExpiredTokenError`` says it is ``exp``."""
     jwt.JWTClaimsRegistry(now=lambda: int(clock.timestamp()), leeway=LEEWAY, **requested).validate(claims)
+
+
+def kept_until(exp: float) -> datetime:
+    """Until when a single-use JWT's ``jti`` must be remembered: past the last moment ``check``
+    still accepts the JWT. ``check`` reads the time in whole seconds, so a JWT whose ``exp`` has
+    a fraction is accepted up to the second after ``exp + LEEWAY``; the row outlives that second."""
+    return datetime.fromtimestamp(math.ceil(exp) + LEEWAY + 1, tz=UTC)

@@ -7,7 +7,10 @@ http and https, §6.2.3 scheme-based normalisation (the default port is left out
 is "/"). Nothing else is normalised: the path stays case-sensitive, and ``/mcp`` and ``/mcp/``
 stay two resources (§6.2.3 leaves that to the scheme, and an MCP server names its resource
 with one of them). A value that is not an absolute URI (an RFC 8693 logical audience name)
-compares as it is.
+compares as it is, and so does one that the URL parser would quietly rewrite before reading:
+with whitespace or control characters anywhere (``urlsplit`` drops tabs and newlines, and
+spaces at the ends), a fragment (RFC 8707 §2 forbids it), or an empty query or user info,
+whose delimiters RFC 3986 §6.2.3 keeps.
 
 What is granted is the holder's spelling (``match``): a token's ``aud`` is what the
 administrator approved, which is what the resource server was configured with.
@@ -19,16 +22,20 @@ from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 _PERCENT = re.compile(r"%[0-9a-fA-F]{2}")
+_REWRITTEN = re.compile(r"[\x00-\x20\x7f#]|\s")  # controls, space and other whitespace, a fragment
 
 
 def normalise(uri: str) -> str:
-    """``uri`` in the normal form described above; as it is if it is not an absolute URI."""
+    """``uri`` in the normal form described above; as it is if it is not an absolute URI, or
+    if the parser would change it in other ways than those (see the module docstring)."""
+    if not uri or _REWRITTEN.search(uri):
+        return uri
     try:
         parts = urlsplit(uri)
         port = parts.port
     except ValueError:  # an unreadable port or host: nothing to normalise, it compares as it is
         return uri
-    if not parts.scheme or not parts.netloc:
+    if not parts.scheme or not parts.netloc or (parts.query == "" and "?" in uri) or parts.netloc.startswith("@"):
         return uri
     scheme = parts.scheme.lower()
     host = parts.hostname or ""

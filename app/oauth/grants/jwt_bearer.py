@@ -9,10 +9,13 @@ trusted workload issuer and gets an RFC 9068 access token as the client that a p
 - Its ``jti`` is required and accepted once, across instances (RFC 7523 §3 item 7): spent in
   ``assertion_jti`` in the transaction of the token or of the refusal (``OstiaryGrantMixin.issue``,
   ``app.oauth.server``), keyed by its issuer, as a client assertion's is by its client.
-- The client is the ``client_id`` in the form (RFC 6749 §3.2.1), which a rule must bind to the
-  workload; or, when the request names none, as the MCP workload identity federation extension
-  sends it (``grant_type``, ``assertion``, ``resource``), the one client the matching rules name
-  (``Policy.workload_clients``). Either way it registered ``token_endpoint_auth_method`` none
+- The client is one that the ``[[workload]]`` rules matching the workload name literally
+  (``Policy.workload_clients``): the ``client_id`` in the form (RFC 6749 §3.2.1), or, when the
+  request names none, as the MCP workload identity federation extension sends it
+  (``grant_type``, ``assertion``, ``resource``), the only one they name. A pattern in a rule's
+  ``clients`` binds no client here: the client authenticates with nothing but the workload's
+  JWT, so ``clients = ["*"]`` (written for token exchange, where the caller also proves its own
+  credential) would let every matching workload act as every public client. Either way it registered ``token_endpoint_auth_method`` none
   and this grant type (``app.registration.metadata``), and it is active; the token holds no more
   than its approval (scopes and RFC 8707 resources).
 - The token's ``sub`` is the workload (the JWT's ``sub``, RFC 7523 §3 item 2.A); its
@@ -26,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import UTC, datetime
 
 from authlib.oauth2.rfc6749.errors import (
     InvalidClientError,
@@ -85,10 +87,10 @@ class JWTBearerGrant(OstiaryGrantMixin, BaseGrant, TokenEndpointMixin):
         if client is None:
             binding = self.mapped_client(policy, claims, who)
         else:
-            binding = policy.workload(client_id=client.client_id, issuer=claims["iss"], subject=claims["sub"])
+            binding = policy.workload_clients(issuer=claims["iss"], subject=claims["sub"]).get(client.client_id)
             if binding is None:
-                raise InvalidGrantError(f"no policy workload rule lets client {safe_echo(client.client_id)} "
-                                        f"present {who}")
+                raise InvalidGrantError(f"no policy workload rule names client {safe_echo(client.client_id)} "
+                                        f"for {who} (a rule's clients must name it without wildcards)")
         self.workload = {"iss": claims["iss"], "sub": claims["sub"], "jti": claims["jti"], "rule": binding.name}
         self.enforce_approval(self.requested_scopes(), self.requested_audiences())
 
@@ -136,7 +138,7 @@ class JWTBearerGrant(OstiaryGrantMixin, BaseGrant, TokenEndpointMixin):
                                     "workload JWT is accepted once (RFC 7523 section 3)")
         self.request.assertion_jti = {
             "client_id": jti_namespace(claims["iss"]), "jti": jti,
-            "expires_at": datetime.fromtimestamp(claims["exp"] + jwt_claims.LEEWAY, tz=UTC)}
+            "expires_at": jwt_claims.kept_until(claims["exp"])}
         return claims
 
     def mapped_client(self, policy, claims: dict, who: str):
@@ -146,20 +148,20 @@ class JWTBearerGrant(OstiaryGrantMixin, BaseGrant, TokenEndpointMixin):
         if not named:
             raise InvalidGrantError(f"no policy workload rule maps {who} to a client (a rule's clients "
                                     "must name it without wildcards)")
+        # Whoever holds a workload's JWT learns from these answers no rule name and no client
+        # of someone else's: the trail (the refusal's event) and the policy file say which.
         if len(named) > 1:
-            raise InvalidGrantError(f"the policy workload rules map {who} to several clients "
-                                    f"({safe_echo(', '.join(sorted(named)), 300)}); name one with client_id")
+            raise InvalidGrantError(f"the policy workload rules map {who} to several clients; name yours "
+                                    "with client_id")
         [(client_id, binding)] = named.items()
         client = self.server.query_client(client_id)
         if client is None:
-            raise InvalidGrantError(f"policy workload rule {safe_echo(binding.name)} maps {who} to client "
-                                    f"{safe_echo(client_id)}, which is not registered")
+            log.info("workload rule %s maps %s to client %r, which is not registered", binding.name, who, client_id)
+            raise InvalidGrantError(f"the client the policy maps {who} to is not registered here")
         self.request.client = client
         if not client.check_endpoint_auth_method(NONE, "token"):
-            raise InvalidGrantError(f"policy workload rule {safe_echo(binding.name)} maps {who} to client "
-                                    f"{safe_echo(client_id)}, which registered "
-                                    f"{client.row.token_endpoint_auth_method}: a workload's JWT alone gets "
-                                    "tokens only for a client registered with none")
+            raise InvalidGrantError(f"the client the policy maps {who} to did not register token_endpoint_auth_method "
+                                    "none: a workload's JWT alone gets tokens only for a client registered so")
         self.request.auth_method = NONE  # the workload's JWT proved who asks; the policy named the client
         require_active(client)
         if not client.check_grant_type(self.GRANT_TYPE):

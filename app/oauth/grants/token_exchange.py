@@ -229,7 +229,8 @@ class TokenExchangeGrant(OstiaryGrantMixin, BaseGrant, TokenEndpointMixin):
                 raise InvalidTargetError(f"exchange only narrows: {safe_echo(asked[0], 200)} is not an audience "
                                          f"of the subject_token, which holds {safe_echo(' '.join(held), 400)}")
             return found[0]
-        return asked[0]
+        found, _ = match(asked, approved)  # granted as the approval spells it; if not held, the
+        return found[0] if found else asked[0]  # approval's check refuses it, naming what it holds
 
 
 def _chain_length(act: dict) -> int:
