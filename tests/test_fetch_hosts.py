@@ -186,3 +186,58 @@ def test_redirect_uris_in_other_spellings_are_refused(client, uri, words):
                                           "client_secret_basic", "redirect_uris": [uri]})
     assert resp.status_code == 400 and resp.json["error"] == "invalid_redirect_uri", resp.json
     assert words in resp.json["error_description"]
+
+
+@pytest.mark.parametrize("url", ["https://a..b/x", "https://.example/x", f"https://{'a' * 64}.example/x",
+                                 "https://\xad/x"])
+def test_a_host_no_resolver_could_be_asked_for_is_refused_not_a_500(app, url):
+    """An empty or over-long label (IDNA cannot encode it) is a refusal, at the check and at the
+    resolver, not an exception nobody catches."""
+    with pytest.raises(fetch.FetchError):
+        fetch.check_url(url)
+    with pytest.raises(fetch.FetchError):
+        fetch._resolve(url.split("/")[2], 443)
+
+
+@pytest.mark.parametrize("url", ["https://api.exa\tmple.com/jwks", " https://api.example.com/jwks",
+                                 "https://api.example.com/jwks\n", "https://api.example.com/a b",
+                                 "https://api.example.com/\x00", "https://api.example.com/\x7f"])
+def test_a_url_the_parser_would_rewrite_is_refused(app, url):
+    """urlsplit drops tabs and newlines and strips spaces: the URL it reads is not the one given."""
+    with pytest.raises(fetch.FetchError, match="spaces or control characters"):
+        fetch.check_url(url)
+
+
+def test_a_trickling_answer_is_given_up_after_the_timeout_in_all(app):
+    """FETCH_TIMEOUT bounds the whole read, not each wait: a server that sends a byte now and then,
+    each within the socket's timeout, is cut off (the last wait may end one timeout after)."""
+    import http.server
+    import threading
+    import time
+
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "40")
+            self.end_headers()
+            for _ in range(40):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(0.25)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    app.config.update(FETCH_ALLOW_HTTP_LOOPBACK=True, FETCH_TIMEOUT=1)
+    fetch.clear_cache()
+    started = time.monotonic()
+    try:
+        with pytest.raises(fetch.FetchError, match="took longer than 1 seconds"):
+            fetch.fetch_json(f"http://127.0.0.1:{server.server_port}/slow.json")
+        assert time.monotonic() - started < 2.5  # the trickle alone would take 10 s
+    finally:
+        server.shutdown()
+        server.server_close()

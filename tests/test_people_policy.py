@@ -19,9 +19,12 @@ from .factories import count, events
 from .test_authorization_code import (
     HIDDEN,
     authorize_params,
+    code_for,
     person_agent,
     pkce,
+    redeem,
     redirected,
+    refresh,
 )
 
 PASSWORD = "a long enough password for people"
@@ -201,6 +204,23 @@ def test_a_remembered_consent_does_not_outlive_the_rule(policy_file, client, peo
     response = client.get("/authorize", query_string=authorize_params(made, pkce()[1]))
     assert response.status_code == 403 and "You may not authorize" in response.get_data(as_text=True)
     assert count(AuthorizationCode, client_id=made.client_id) == 1  # only the first
+
+
+def test_a_refresh_is_judged_again_when_the_rule_no_longer_allows_the_person(policy_file, client, people):
+    """A refresh token outlives consent; the policy decides again at every refresh, so a person
+    who left the group (or a rule that changed) ends the agent's access at its next refresh."""
+    made = person_agent()
+    sign_in(client, "alice")
+    code, verifier = code_for(client, made)
+    tokens = redeem(client, made, code, verifier).get_json()
+    again = refresh(client, made, tokens["refresh_token"])
+    assert again.status_code == 200, again.get_json()
+    accounts.set_groups("alice", ["sales"], "admin:test")
+    refused = refresh(client, made, again.get_json()["refresh_token"])
+    assert refused.status_code == 400 and refused.get_json()["error"] == "invalid_grant"
+    assert "the policy no longer lets the person" in refused.get_json()["error_description"]
+    accounts.set_groups("alice", ["agent-users"], "admin:test")  # allowed again: the token still works
+    assert refresh(client, made, again.get_json()["refresh_token"]).status_code == 200
 
 
 def test_a_rule_may_name_people_by_their_verified_email(policy_file, client, people):

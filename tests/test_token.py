@@ -159,6 +159,17 @@ def test_unknown_client_is_invalid_client(client):
         "error": "invalid_client", "error_description": AUTHENTICATION_FAILED}
 
 
+@pytest.mark.parametrize("client_id", ["abc\x00def", "https://apps.example.com/a\x00b", "abc\x1b[2J"])
+def test_a_client_id_with_control_characters_is_unknown_not_a_500(client, client_id):
+    """A NUL would not even reach PostgreSQL's text: such an id is no client, said before a read."""
+    for path, form in (("/token", {"grant_type": "client_credentials", "client_id": client_id, "client_secret": "x"}),
+                       ("/introspect", {"token": "t", "client_id": client_id, "client_secret": "x"})):
+        response = client.post(path, data=form)
+        assert response.status_code == 401 and response.get_json()["error"] == "invalid_client", path
+    page = client.get("/authorize", query_string={"client_id": client_id, "response_type": "code"})
+    assert page.status_code == 400 and "control characters" in page.get_data(as_text=True)
+
+
 def test_expiry_is_enforced_at_request_time(client, new_agent):
     made = make_client()
     agent = new_agent(made)

@@ -70,6 +70,14 @@ class Client(db.Model):
         return "document" if is_url_id(self.client_id) else "self-asserted"
 
 
+def might_be_id(value) -> bool:
+    """Could ``value`` name a client here? A string of 1 to CLIENT_ID_MAX characters, none of
+    them a control character: no client id holds one, and a NUL would not even reach
+    PostgreSQL (its text refuses it), so such a value is no client, said before any read."""
+    return (isinstance(value, str) and 0 < len(value) <= CLIENT_ID_MAX
+            and not any(c < " " or c == "\x7f" for c in value))
+
+
 def is_url_id(client_id) -> bool:
     """Is ``client_id`` a URL, the id of a client ID metadata document? Ostiary's own ids are hex."""
     return isinstance(client_id, str) and client_id.startswith(("https://", "http://"))

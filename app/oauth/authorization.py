@@ -23,7 +23,7 @@ from sqlalchemy import select
 from app import audit
 from app.extensions import db
 from app.models import AuthorizationCode, Client, Consent, IssuedToken, RefreshToken
-from app.models.client import ACTIVE, CLIENT_ID_MAX, PENDING
+from app.models.client import ACTIVE, CLIENT_ID_MAX, PENDING, might_be_id
 from app.oauth import tokens
 from app.people.session import current_person
 from app.policy import PersonFacts, load, within_approval
@@ -117,6 +117,8 @@ def parse(params, resources: list[str]) -> Request:
     if len(client_id) > CLIENT_ID_MAX:
         raise ShownError(f"The request's client_id is longer than {CLIENT_ID_MAX} characters; no client here "
                          "has such an id.")
+    if not might_be_id(client_id):
+        raise ShownError("The request's client_id holds control characters; no client here has such an id.")
     if documents.names_document(client_id):
         try:  # before the session's first read: the fetch must not hold a transaction
             documents.resolve(client_id)
@@ -158,8 +160,7 @@ def _person_may_authorize(request: Request) -> None:
         return
     decision = load(current_app.config["POLICY_FILE"] or None).decide_person(
         client_id=client.client_id, owner=client.approval.owner or "",
-        person=PersonFacts(sub=person.public_id, username=person.username,
-                           email=person.email if person.email_verified else None, groups=tuple(person.groups or ())))
+        person=PersonFacts.of(person))
     if decision.allowed:
         return
     audit.record("authorization.refused", f"person:{person.public_id}", client_id=client.client_id,

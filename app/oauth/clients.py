@@ -24,7 +24,7 @@ from sqlalchemy import bindparam, or_, select
 
 from app.db import dbapi
 from app.models import Approval, Client
-from app.models.client import CLIENT_ID_MAX
+from app.models.client import CLIENT_ID_MAX, might_be_id
 from app.oauth.client_auth import AFTER_PROOF
 from app.oauth.status import may_get_tokens
 from app.registration import documents
@@ -153,7 +153,8 @@ def load_client(client_id: str) -> OAuthClient | None:
     is fresh, else with one more indexed read, and once its cache time is over with a fetch and
     a write, each on a thread (``app.support.inline.blocking``) so that the loop serves others.
     """
-    if not isinstance(client_id, str) or not client_id:
+    if not isinstance(client_id, str) or not client_id or (len(client_id) <= CLIENT_ID_MAX
+                                                           and not might_be_id(client_id)):
         return None
     if documents.names_document(client_id):
         _resolve_document(client_id)  # a URL too long is refused there, saying so

@@ -31,7 +31,7 @@ from flask import Blueprint, Response, current_app, url_for
 
 from app.extensions import db
 from app.models import Client
-from app.models.client import ACTIVE, CLIENT_ID_MAX, PENDING
+from app.models.client import ACTIVE, PENDING, might_be_id
 from app.people.session import current_person
 from app.support import clock, fetch
 
@@ -90,7 +90,7 @@ def logo(client_id: str) -> Logo | None:
     Ends the session's transaction before fetching (the values it needs are read by then): no
     request waits on another host with a transaction open, which on SQLite holds the write lock.
     """
-    client = db.session.get(Client, client_id) if 0 < len(client_id) <= CLIENT_ID_MAX else None
+    client = db.session.get(Client, client_id) if might_be_id(client_id) else None
     url = (client.client_metadata or {}).get("logo_uri") if client is not None and client.status in SHOWN else None
     db.session.rollback()  # only reads happened; nothing waits on the network in a transaction
     if not isinstance(url, str):

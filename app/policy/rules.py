@@ -167,6 +167,12 @@ class PersonFacts:
     def names(self) -> list[str]:
         return [name for name in (self.username, self.email, self.sub) if name]
 
+    @classmethod
+    def of(cls, person) -> PersonFacts:
+        """The facts of ``person`` (a ``Person``, or a row with its columns)."""
+        return cls(sub=person.public_id, username=person.username,
+                   email=person.email if person.email_verified else None, groups=tuple(person.groups or ()))
+
 
 @dataclass
 class Policy:

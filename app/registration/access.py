@@ -18,7 +18,7 @@ from sqlalchemy import select
 from app import audit
 from app.extensions import db
 from app.models import AccessRequest, Approval, AuditEvent, Client
-from app.models.client import ACTIVE, CLIENT_ID_MAX, PENDING
+from app.models.client import ACTIVE, PENDING, might_be_id
 from app.support import clock
 
 WAITING, APPROVED, DENIED, CLOSED = "waiting", "approved", "denied", "closed"
@@ -33,7 +33,7 @@ class AccessRequestError(ValueError):
 def request_access(person, client_id: str, reason: str) -> AccessRequest:
     """A person asks for a pending agent: who, why, when joins its registration for whoever
     proofs it (one request per person and agent; asking again updates the reason)."""
-    client = db.session.get(Client, client_id) if client_id and len(client_id) <= CLIENT_ID_MAX else None
+    client = db.session.get(Client, client_id) if might_be_id(client_id) else None
     if client is None or client.status != PENDING:
         raise AccessRequestError("This agent is not waiting for approval.")
     reason = (reason or "").strip()

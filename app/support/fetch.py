@@ -24,6 +24,7 @@ import ipaddress
 import logging
 import socket
 import threading
+import time
 from typing import NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
@@ -82,6 +83,9 @@ def check_url(url: str, *, allow_loopback: bool | None = None) -> str:
         allow_loopback = bool(current_app.config["FETCH_ALLOW_HTTP_LOOPBACK"])
     if not isinstance(url, str) or len(url) > 2048:
         raise FetchError("URL must be a string of at most 2048 characters")
+    if any(c <= " " or c == "\x7f" for c in url):
+        # urlsplit drops tabs and newlines and strips spaces: what it reads is not what was given
+        raise FetchError("URL must not contain spaces or control characters")
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 (raises ValueError on a bad port)
@@ -95,6 +99,11 @@ def check_url(url: str, *, allow_loopback: bool | None = None) -> str:
     if parts.fragment or "#" in url:
         raise FetchError("URL must not have a fragment")
     found = classify_host(host)
+    if found.kind == NAME:
+        try:
+            host.encode("idna")
+        except UnicodeError:  # an empty or over-long label: no resolver could be asked for it
+            raise FetchError("URL has a host name that is not a valid DNS name") from None
     if found.kind == LOOPBACK:
         if not allow_loopback:
             raise FetchError(REFUSALS[LOOPBACK] + _spelling(host, found))
@@ -233,7 +242,7 @@ def _download(url: str, accept: str, limit: int, headers: dict | None = None) ->
                     raise FetchError(f"{url} answered HTTP {resp.status_code} (redirects are not followed)")
                 if headers is not None:
                     headers.update(resp.headers)
-                return _read_limited(resp, limit)
+                return _read_limited(resp, limit, float(config["FETCH_TIMEOUT"]))
         except requests.RequestException as exc:
             raise FetchError(f"could not fetch {url}: {type(exc).__name__}") from None
 
@@ -260,16 +269,23 @@ class _PinnedAdapter(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
 
-def _read_limited(resp: requests.Response, limit: int) -> bytes:
+def _read_limited(resp: requests.Response, limit: int, timeout: float) -> bytes:
+    """The body, at most ``limit`` bytes, read within ``timeout`` seconds in all: the socket's timeout
+    bounds each wait, not their sum, and a server that sends a byte now and then would keep a
+    worker for as long as it likes. ``read1`` returns what has arrived, so the deadline is
+    looked at after every wait (the last may end up to one timeout past it)."""
     declared = resp.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise FetchError(f"document is larger than {limit} bytes")
+    deadline = time.monotonic() + timeout
     chunks, size = [], 0
-    for chunk in resp.iter_content(8192):
+    while chunk := resp.raw.read1(8192, decode_content=True):
         size += len(chunk)
         if size > limit:
             raise FetchError(f"document is larger than {limit} bytes")
         chunks.append(chunk)
+        if time.monotonic() > deadline:
+            raise FetchError(f"the answer took longer than {timeout:g} seconds")
     return b"".join(chunks)
 
 
@@ -277,7 +293,7 @@ def _resolve(host: str, port: int):
     """The first address the host resolves to (the one we will connect to)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError:
+    except (OSError, UnicodeError, ValueError):  # UnicodeError: a label IDNA cannot encode
         raise FetchError(f"cannot resolve {host}") from None
     return ipaddress.ip_address(infos[0][4][0])
 
@@ -377,7 +393,7 @@ class GuardedAdapter(HTTPAdapter):
             if response.is_redirect:
                 raise FetchError(f"{_shown(request.url)} answered HTTP {response.status_code} "
                                  "(redirects are not followed)")
-            body = _read_limited(response, self._max_bytes)
+            body = _read_limited(response, self._max_bytes, self._timeout)
         finally:
             response.close()
         # Where requests keeps a body it has read (Response.content): the library reads it there.

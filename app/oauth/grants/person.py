@@ -16,6 +16,7 @@ import logging
 import re
 import secrets
 from datetime import timedelta
+from types import SimpleNamespace
 
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
@@ -29,6 +30,7 @@ from app.oauth.errors import InvalidTargetError
 from app.oauth.grants.base import OstiaryGrantMixin
 from app.oauth.group_commit import Spend
 from app.oauth.rfc9068 import mint
+from app.policy import PersonFacts
 from app.support import clock, hashing
 from app.support.echo import safe_echo
 from app.support.protocol import AUTH_METHODS, AUTHORIZATION_CODE, NONE, REFRESH_TOKEN
@@ -45,7 +47,8 @@ _CODE, _REFRESH, _TOKEN, _PERSON = (AuthorizationCode.__table__, RefreshToken.__
 # inline on the event loop, and the row is used up only in the issuance's own transaction.
 FIND_CODE = select(_CODE).where(_CODE.c.code_hash == bindparam("code_hash"))
 FIND_REFRESH = select(_REFRESH).where(_REFRESH.c.token_hash == bindparam("token_hash"))
-FIND_PERSON = select(_PERSON.c.public_id, _PERSON.c.disabled_at).where(_PERSON.c.id == bindparam("person_id"))
+FIND_PERSON = select(_PERSON.c.public_id, _PERSON.c.disabled_at, _PERSON.c.username, _PERSON.c.email,
+                     _PERSON.c.email_verified, _PERSON.c.groups).where(_PERSON.c.id == bindparam("person_id"))
 SPEND_CODE = (update(_CODE).where(_CODE.c.code_hash == bindparam("key"), _CODE.c.spent_at.is_(None))
               .values(spent_at=bindparam("now"), access_jti=bindparam("access_jti"),
                       refresh_family=bindparam("family")).returning(_CODE.c.code_hash))
@@ -72,11 +75,20 @@ class PersonGrantMixin(OstiaryGrantMixin):
     TOKEN_ENDPOINT_AUTH_METHODS = (*AUTH_METHODS, NONE)
 
     def person_subject(self, person_id: int) -> str:
-        """The person's ``sub``, if they may still be acted for (not disabled)."""
+        """The person's ``sub``, if they may still be acted for: not disabled, and still allowed
+        by the policy's ``[[people]]`` rules to authorize this client (a rule or their groups may
+        have changed since they consented: a refresh is judged as a new authorization would be)."""
         row = dbapi.fetch_one(FIND_PERSON, {"person_id": person_id})
         if row is None or row[1] is not None:
             raise InvalidGrantError("the person who authorized this client is no longer an active user")
-        return row[0]
+        person = SimpleNamespace(**dict(zip(("public_id", "disabled_at", "username", "email", "email_verified",
+                                             "groups"), row)))
+        decision = self.policy().decide_person(client_id=self.client.client_id,
+                                               owner=self.client.approval.owner or "", person=PersonFacts.of(person))
+        if not decision.allowed:
+            raise InvalidGrantError("the policy no longer lets the person who authorized this client do so; "
+                                    "they must authorize it again once allowed")
+        return person.public_id
 
     def narrowed(self, granted_scopes: list[str], granted_resources: list[str]) -> tuple[list, list]:
         """RFC 6749 §6 and RFC 8707 §2.2: a token request may ask for less than was granted,
