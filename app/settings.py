@@ -82,6 +82,9 @@ DEFAULTS: dict[str, object] = {
     "CLIENT_ID_DOCUMENTS": True,
     "CLIENT_DOCUMENT_MIN_CACHE": 60,
     "CLIENT_DOCUMENT_MAX_CACHE": 24 * 3600,
+    # Per caller address, in the limiter's storage: authorization requests naming a URL not seen
+    # before, each a fetch (app.oauth.authorize). The token endpoint never fetches such a URL.
+    "CLIENT_DOCUMENT_RATE_LIMIT": "20 per minute",
     "FETCH_CA_FILE": "",
     "SCOPES_FILE": "",  # empty: config/scopes.toml shipped with Ostiary
     "POLICY_FILE": "",  # empty: config/policy.toml shipped with Ostiary

@@ -190,14 +190,30 @@ def test_a_document_that_matches_becomes_a_pending_registration_from_its_host(do
     assert count(Consent) == 0 and events("authorization.withdrawn", client_id=url)
 
 
-def test_the_token_endpoint_registers_a_url_client_it_has_not_seen(docs, client):
+def test_the_token_endpoint_never_registers_a_url_client_it_has_not_seen(docs, client):
+    """F1: a stranger's POST /token naming any URL must not make Ostiary fetch it and write: a
+    document client is first seen at the authorization endpoint, under its rate limit. (Needs
+    ``app.oauth.clients._resolve_document`` to call ``documents.resolve(client_id, first_sight=False)``.)"""
     key = new_key("a")
     url = docs.publish("/machine.json", machine_document(jwks=public_jwks(key)))
-    response = client.post("/token", data={"grant_type": "client_credentials", **assertion_form(url, key)})
-    assert response.status_code == 400 and response.get_json()["error"] == "unauthorized_client"
-    assert "pending" in response.get_json()["error_description"]
-    assert db.session.get(Client, url).status == PENDING
-    assert events("client.registered", client_id=url)
+    for _ in range(2):
+        response = client.post("/token", data={"grant_type": "client_credentials", **assertion_form(url, key)})
+        assert response.status_code == 401 and response.get_json()["error"] == "invalid_client"
+        assert "first seen at the authorization endpoint" in response.get_json()["error_description"]
+    assert not docs.hits and count(Client) == 0 and not events("client.registered")
+    assert not events("client_document.fetch_failed")
+
+
+def test_resolve_without_first_sight_creates_nothing(docs, app):
+    url = docs.publish("/machine.json", machine_document(jwks=public_jwks(new_key("a"))))
+    with pytest.raises(documents.DocumentError, match="first seen at the authorization endpoint"):
+        documents.resolve(url, first_sight=False)
+    assert not docs.hits and count(Client) == 0 and not events(client_id=url)
+    documents.resolve(url)  # seen once (the authorization endpoint's way): later it is known
+    clock.advance(61)
+    documents.forget()
+    documents.resolve(url, first_sight=False)
+    assert docs.hits["/machine.json"] == 2
 
 
 def test_a_slow_document_does_not_stop_the_event_loop(docs, app, new_agent):
@@ -205,6 +221,9 @@ def test_a_slow_document_does_not_stop_the_event_loop(docs, app, new_agent):
     written on threads: while its fetch waits, the loop answers another client's token request."""
     server, key = Server(app, threads=2), new_key("a")
     url = docs.publish("/slow.json", machine_document(jwks=public_jwks(key)))
+    documents.resolve(url)  # first seen (as at the authorization endpoint); fetched again below
+    clock.advance(61)
+    documents.forget()
     release = docs.held["/slow.json"] = threading.Event()
     other = make_client(auth_method="client_secret_basic")
 
@@ -245,6 +264,10 @@ def test_a_host_has_as_many_pending_documents_as_an_address_may_have_registratio
     second = docs.publish("/two.json", public_document())
     assert "too many clients published by 127.0.0.1 are waiting for approval" in shown_error(client, second)
     assert count(Client) == 1
+    [refused] = events("client_document.refused", client_id=second)  # F11: audited, not only shown
+    assert refused.decision == "deny" and "too many clients" in refused.reason
+    shown_error(client, second)  # remembered: neither fetched nor audited again
+    assert docs.hits["/two.json"] == 1 and len(events("client_document.refused", client_id=second)) == 1
 
 
 def test_discovery_advertises_documents(docs, client):
@@ -254,25 +277,35 @@ def test_discovery_advertises_documents(docs, client):
 
 # ---- refusals: shown to the person, audited, nothing registered -------------------------------
 
-@pytest.mark.parametrize("serve, words", [
+GENERIC = "must be served over https from a public address, answering 200 with a JSON object and no redirect"
+
+
+@pytest.mark.parametrize("serve, words, network", [
     (lambda h: h.publish("/doc.json", public_document(client_id="https://elsewhere.example/doc.json")),
-     "gives another client_id"),
-    (lambda h: h.publish("/doc.json", public_document(client_name="x" * 70_000)), "larger than"),
+     "gives another client_id", False),
+    (lambda h: h.publish("/doc.json", public_document(client_name="x" * 70_000)), "larger than", True),
     (lambda h: h.publish("/doc.json", status=302, body=b"", Location="https://elsewhere.example/doc.json"),
-     "answered HTTP 302 (redirects are not followed)"),
+     "answered HTTP 302 (redirects are not followed)", True),
     (lambda h: h.publish("/doc.json", body=b"<html>not json</html>", Content_Type="text/html"),
-     "did not return JSON"),
+     "did not return JSON", True),
     (lambda h: h.publish("/doc.json", public_document(token_endpoint_auth_method="client_secret_basic",
                                                       grant_types=["authorization_code"])),
-     "client_secret_basic is not allowed for a metadata document"),
-    (lambda h: h.publish("/doc.json", public_document(client_secret="s3cret")), "must not carry client_secret"),
-    (lambda h: h.publish("/doc.json", public_document(redirect_uris=["https://x.example/*"])), "wildcard"),
-    (lambda h: h.publish("/doc.json", status=404, body=b"gone"), "answered HTTP 404"),
+     "client_secret_basic is not allowed for a metadata document", False),
+    (lambda h: h.publish("/doc.json", public_document(client_secret="s3cret")), "must not carry client_secret",
+     False),
+    (lambda h: h.publish("/doc.json", public_document(redirect_uris=["https://x.example/*"])), "wildcard", False),
+    (lambda h: h.publish("/doc.json", status=404, body=b"gone"), "answered HTTP 404", True),
 ])
-def test_a_document_that_cannot_be_a_client_is_refused_with_the_reason(docs, client, serve, words):
+def test_a_document_that_cannot_be_a_client_is_refused_with_the_reason(docs, client, serve, words, network):
+    """F10: what the network said about a URL not seen before is for the log and the audit trail,
+    not for the anonymous caller; what the document got wrong is told (it is public anyway)."""
     url = serve(docs)
     html = shown_error(client, url)
-    assert "metadata document cannot be used" in html and words in html
+    assert "metadata document cannot be used" in html
+    if network:
+        assert GENERIC in html and words not in html
+    else:
+        assert words in html and GENERIC not in html
     assert count(Client) == 0
     [failed] = events("client_document.fetch_failed", client_id=url)
     assert words in failed.reason and failed.decision == "deny"
@@ -296,7 +329,7 @@ def test_a_document_at_a_forbidden_address_is_never_fetched(host, client, url, w
     ("{base}/", "must have a path"),
     ("{base}", "must have a path"),
     ("{base}/a/../doc.json", ". or .. path segments"),
-    ("{base}/a/%2e%2e/doc.json", ". or .. path segments"),
+    ("{base}/a/%2e%2e/doc.json", "must not use percent-encoding"),
     ("{base}/doc.json#frag", "fragment"),
     ("{base}/" + "x" * 600, "longer than 512 characters"),
 ])
@@ -305,6 +338,123 @@ def test_a_url_that_cannot_name_a_document_is_refused(docs, client, url, words):
     page = client.get("/authorize", query_string=authorize_query(url))
     assert page.status_code == 400 and words in page.get_data(as_text=True)
     assert not docs.hits and count(Client) == 0
+
+
+# ---- what a stranger can make this server do (F1, F5, F7) ----------------------------------------
+
+def test_a_failure_is_remembered_and_answered_without_a_fetch(docs, client, app):
+    """F1: a URL nobody registered, failing, is fetched and audited once per
+    CLIENT_DOCUMENT_MIN_CACHE, however often it is named."""
+    url = docs.publish("/gone.json", status=404, body=b"gone")
+    for _ in range(3):
+        assert GENERIC in shown_error(client, url)
+    assert docs.hits["/gone.json"] == 1 and count(Client) == 0
+    [failed] = events("client_document.fetch_failed", client_id=url)
+    assert "answered HTTP 404" in failed.reason and failed.data["known"] is False
+    clock.advance(int(app.config["CLIENT_DOCUMENT_MIN_CACHE"]) + 1)
+    assert GENERIC in shown_error(client, url)
+    assert docs.hits["/gone.json"] == 2 and len(events("client_document.fetch_failed", client_id=url)) == 2
+
+
+def test_first_sight_at_the_authorization_endpoint_is_rate_limited_per_address(docs, app, client):
+    """F1: unknown URLs cost a fetch each, so they are limited per caller address; a known one,
+    or a client_id that is no URL, is not."""
+    app.config["CLIENT_DOCUMENT_RATE_LIMIT"] = "2 per minute"
+    known = docs.publish("/known.json", public_document())
+    documents.resolve(known)
+    fresh = [docs.publish(f"/new-{n}.json", public_document()) for n in range(3)]
+    assert [client.get("/authorize", query_string=authorize_query(url)).status_code for url in fresh] == [303, 303,
+                                                                                                         429]
+    assert "/new-2.json" not in docs.hits and count(Client) == 3
+    assert client.get("/authorize", query_string=authorize_query(known)).status_code == 303
+    assert client.get("/authorize", query_string=authorize_query(fresh[0])).status_code == 303  # known now
+    assert client.get("/authorize", query_string=authorize_query("some-client")).status_code == 400
+
+
+@pytest.mark.parametrize("path, words", [
+    ("/agents/..;/uploads/evil.json", "no ';'"),
+    ("/agents/..%5Cevil.json", "must not use percent-encoding"),
+    ("/agents/..\\evil.json", "must not contain a backslash"),
+    ("/agents/%252e%252e/uploads/evil.json", "must not use percent-encoding"),
+    ("/agents/%2fevil.json", "must not use percent-encoding"),
+    ("/agents/evil.json?x=1", "must not have a query"),
+    ("/agents/evil.json?", "must not have a query"),
+    ("/agents//evil.json", "empty path segment"),
+    ("/agents/ev@il.json", "no '@'"),
+    ("/agents/\x00evil.json", "must not contain control characters"),
+    ("/agents/\x1b[2Jevil.json", "must not contain control characters"),
+    ("/agents/\x7fevil.json", "must not contain control characters"),
+    ("/agents/evil.json\n", "must not contain control characters"),
+])
+def test_a_client_id_url_outside_the_narrow_grammar_is_refused(docs, app, path, words):
+    """F5, F7: a path some server would normalise into another is no client id here."""
+    with pytest.raises(documents.DocumentError, match=re.escape(words)):
+        documents.check_url(docs.base + path)
+    with pytest.raises(documents.DocumentError):
+        documents.resolve(docs.base + path)
+    assert not docs.hits and count(Client) == 0
+
+
+@pytest.mark.parametrize("url, covered", [
+    ("https://apps.example.com/agents/reports.json", True),
+    ("https://apps.example.com/agents/team/reports.json", True),
+    ("https://APPS.Example.com:443/agents/reports.json", True),  # the same origin, spelt otherwise
+    ("https://apps.example.com/agents/..;/uploads/evil.json", False),
+    ("https://apps.example.com/agents/..%5Cevil.json", False),
+    ("https://apps.example.com/agents/..\\evil.json", False),
+    ("https://apps.example.com/agents/%252e%252e/uploads/evil.json", False),
+    ("https://apps.example.com/agents/../uploads/evil.json", False),
+    ("https://apps.example.com/agents/evil.json?x=1", False),
+    ("https://apps.example.com/agents/\x00evil.json", False),
+    ("https://apps.example.com/agents", False),
+    ("https://apps.example.com/agents-of-others/x.json", False),
+    ("https://apps.example.com:8443/agents/x.json", False),
+    ("http://apps.example.com/agents/x.json", False),
+    ("https://apps.example.com.evil.example/agents/x.json", False),
+])
+def test_a_trusted_prefix_covers_by_parsed_parts(app, url, covered):
+    from app.models import DocumentPublisher
+    from app.trust import document_publishers
+    rule = DocumentPublisher(prefix="https://apps.example.com/agents/")
+    assert document_publishers.covers(rule, url) is covered
+
+
+def test_a_trusted_prefix_is_normalised_and_kept_to_the_grammar(app):
+    from app.trust import document_publishers
+    assert document_publishers.check_prefix("https://Apps.Example.COM:443/agents/") == "https://apps.example.com/agents/"
+    assert document_publishers.check_prefix("https://apps.example.com:8443/a/") == "https://apps.example.com:8443/a/"
+    for prefix in ("https://apps.example.com/a;b/", "https://apps.example.com/%2e%2e/", "https://apps.example.com//a/",
+                   "https://apps.example.com/a\\b/", "https://apps.example.com/a/?x=1"):
+        with pytest.raises(document_publishers.DocumentPublisherError):
+            document_publishers.check_prefix(prefix)
+
+
+def test_the_cli_escapes_a_document_url_it_prints(app, runner):
+    """F7: a row written before the grammar (or by hand) cannot drive the reader's terminal."""
+    url = "https://apps.example.com/agents/\x1b[2J.json"
+    now = clock.now()
+    db.session.add(Client(client_id=url, status=PENDING, created_at=now, updated_at=now, client_metadata={},
+                          token_endpoint_auth_method="none", registration_token_hash="0" * 64))
+    db.session.add(ClientDocument(client_id=url, document={}, fetched_at=now, fresh_until=now, checked_at=now))
+    db.session.commit()
+    listed = runner.invoke(args=["document", "list"]).output
+    assert "\x1b" not in listed and "\\u001b[2J.json" in listed
+
+
+def test_a_known_client_recovering_from_an_error_is_audited(docs, app):
+    """F11: stopped, then working again with the same document: both are in the trail."""
+    url = docs.publish("/doc.json", public_document())
+    documents.resolve(url)
+    del docs.pages["/doc.json"]
+    clock.advance(61)
+    with pytest.raises(documents.DocumentError, match="answered HTTP 404"):  # known: the detail is its own
+        documents.resolve(url)
+    docs.publish("/doc.json", public_document())
+    clock.advance(61)
+    documents.resolve(url)
+    [recovered] = events("client_document.recovered", client_id=url)
+    assert recovered.actor == "system" and "404" in recovered.data["error"] and recovered.data["changed"] == []
+    assert db.session.get(ClientDocument, url).error is None
 
 
 # ---- caching ----------------------------------------------------------------------------------
@@ -373,6 +523,47 @@ def test_a_document_that_asks_for_more_or_changes_how_it_is_recognised_goes_back
     assert stored.status == PENDING and words in stored.status_reason
     [updated] = events("client.updated", client_id=url)
     assert words in updated.data["back_to_pending"]
+
+
+@pytest.mark.parametrize("stop", ["suspended", "expired"])
+@pytest.mark.parametrize("change, words", [
+    ({"scope": "read write"}, "asks for write"),
+    ({"redirect_uris": ["http://127.0.0.1/other"]}, "redirect_uris changed"),
+])
+def test_a_stopped_client_whose_document_changes_goes_back_to_a_person(docs, app, stop, change, words):
+    """F4: suspended or expired, its document's change is reviewed before anything makes it live
+    again; a person stopped it, so neither a publisher's rule nor the purge of stale pending
+    registrations decides it."""
+    from app.registration import lifecycle
+    from app.trust import document_publishers
+    document_publishers.add(docs.url("/"), owner="team-agents", scopes=["read"], audiences=[API], approval_days=30,
+                            assurance_level=1, proofing_method="owner_attestation", actor="admin:test")
+    url = docs.publish("/doc.json", public_document())
+    documents.resolve(url)
+    assert db.session.get(Client, url).status == ACTIVE  # by the rule
+    if stop == "suspended":
+        lifecycle.suspend(url, reason="its key leaked", actor="admin:test")
+        why = "while it was suspended (its key leaked)"
+    else:
+        clock.advance(31 * 86400)
+        lifecycle.expire_due()
+        why = "while it was expired (approval expired on"
+    stopped_at = db.session.get(Client, url).tokens_not_before
+    docs.publish("/doc.json", public_document(**change))
+    clock.advance(61)
+    documents.forget()
+    documents.resolve(url)
+    db.session.expire_all()
+    stored = db.session.get(Client, url)
+    assert stored.status == PENDING and why in stored.status_reason and words in stored.status_reason
+    assert stored.tokens_not_before == stopped_at and stored.pending_expires_at is None
+    assert len(events("client.approved", client_id=url)) == 1  # the rule did not approve it again
+    [updated] = events("client.updated", client_id=url)
+    assert words in updated.data["back_to_pending"]
+    with pytest.raises(lifecycle.LifecycleError):
+        lifecycle.reactivate(url, actor="admin:test")
+    clock.advance(int(app.config["PENDING_TTL"]) + 1)
+    assert lifecycle.purge_stale_pending() == 0 and db.session.get(Client, url) is not None
 
 
 def test_a_document_that_disappears_stops_the_client_with_a_clear_error(docs, client, alice):
@@ -471,6 +662,9 @@ def test_a_trusted_document_publisher_approves_within_its_ceiling(docs, runner):
     for url in (beyond, elsewhere, lookalike):
         documents.resolve(url)
         assert db.session.get(Client, url).status == PENDING, url
+    [left] = events("document_publisher.not_applied", client_id=beyond)  # F11: why it waits, audited
+    assert "asks for write, beyond the rule" in left.reason and left.actor.startswith("policy:document-publisher:")
+    assert not events("document_publisher.not_applied", client_id=elsewhere)
 
     removed = runner.invoke(args=["document-publisher", "remove", prefix])
     assert removed.exit_code == 0 and events("document_publisher.removed")

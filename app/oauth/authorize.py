@@ -19,14 +19,14 @@ from flask import (
     url_for,
 )
 
-from app.extensions import db
+from app.extensions import db, limiter
 from app.http import pages
 from app.models import Client
-from app.models.client import CLIENT_ID_MAX, PENDING, is_url_id
+from app.models.client import PENDING, is_url_id, might_be_id
 from app.oauth import authorization, logos
 from app.people.session import current_person, require_person, sign_in_url
 from app.policy import scopes as catalogue
-from app.registration import access
+from app.registration import access, documents
 from app.registration.metadata import escape_display
 from app.support.protocol import REFRESH_TOKEN
 
@@ -35,7 +35,23 @@ log = logging.getLogger(__name__)
 bp = pages.protect(Blueprint("authorize", __name__))
 
 
+def _document_limit() -> str:
+    return current_app.config["CLIENT_DOCUMENT_RATE_LIMIT"]
+
+
+def _not_first_sight() -> bool:
+    """Spared the limit: a request that cannot make Ostiary fetch a document it has not seen,
+    whose client_id is no URL, or the URL of a document already known
+    (``app.registration.documents.known``)."""
+    params = request.args if request.method == "GET" else request.form
+    client_id = params.get("client_id")
+    return not client_id or not documents.names_document(client_id) or documents.known(client_id)
+
+
 @bp.route("/authorize", methods=["GET", "POST"])
+# Anyone, not signed in, can name a URL here, and a URL not seen before is fetched, and its
+# refusal audited: per caller address that is CLIENT_DOCUMENT_RATE_LIMIT (429 beyond it).
+@limiter.limit(_document_limit, exempt_when=_not_first_sight)
 def authorize():
     params = request.args if request.method == "GET" else request.form
     try:
@@ -69,7 +85,7 @@ def request_access():
         access.request_access(person, client_id, request.form.get("reason", ""))
     except access.AccessRequestError as exc:
         db.session.rollback()
-        client = db.session.get(Client, client_id) if 0 < len(client_id) <= CLIENT_ID_MAX else None
+        client = db.session.get(Client, client_id) if might_be_id(client_id) else None
         if client is None or client.status != PENDING:
             return render_template("authorize/error.html", message=str(exc)), exc.status
         return _waiting(client, error=str(exc), status=400)

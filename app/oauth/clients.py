@@ -183,7 +183,7 @@ def _resolve_document(client_id: str) -> None:
     """A URL client id: its metadata document, registered or fresh (``app.registration.documents``)
     before the read; one it cannot use is the client's refusal, with the reason."""
     try:
-        documents.resolve(client_id)
+        documents.resolve(client_id, first_sight=False)  # first seen at /authorize, rate-limited
     except documents.DocumentError as exc:
         refusal = InvalidClientError(status_code=401, description=safe_echo(str(exc), 400))
         # Its own description is the answer (app.oauth.server): the document is public, so the

@@ -5,18 +5,20 @@ The document is a registration like any other, validated as strictly as RFC 7591
 and with two rules of the draft on top: its ``client_id`` is its URL exactly, and it carries no
 shared secret (so ``none`` or ``private_key_jwt``, with the document's ``jwks`` or ``jwks_uri``).
 Its ``redirect_uris`` are the only ones allowed. The first time a URL client appears, at the
-authorization or the token endpoint, the document is fetched (``app.support.fetch``: https, the
-address checked after DNS resolution, no redirects, size and time caps) and becomes a pending
-registration, from the URL's host; approving it is approving any client. A trusted publisher
-of documents (``app.trust.document_publishers``) may approve it by policy instead.
+authorization endpoint (never the token endpoint: see below), the document is fetched
+(``app.support.fetch``: https, the address checked after DNS resolution, no redirects, size and
+time caps) and becomes a pending registration, from the URL's host; approving it is approving
+any client. A trusted publisher of documents (``app.trust.document_publishers``) may approve it
+by policy instead.
 
 The document is kept as its HTTP caching says (``Cache-Control`` max-age; no-store, no-cache or
 nothing is the least), within CLIENT_DOCUMENT_MIN_CACHE and _MAX_CACHE, then fetched again on
 the next request. What changed is applied as an RFC 7592 update would be: a document that asks
 for more than was approved, or changes its redirect URIs or authentication method, sends the
-client back to pending; a rotation of its keys is taken as it comes (the document is where its
-keys are published, as a ``jwks_uri`` is). A document that disappears or turns invalid stops
-the client with the reason, audited, until a fetch succeeds again.
+client back to pending (a suspended or expired one too, for a person: ``_apply``); a rotation
+of its keys is taken as it comes (the document is where its keys are published, as a
+``jwks_uri`` is). A document that disappears or turns invalid stops the client with the
+reason, audited, until a fetch succeeds again.
 
 No fetch holds a transaction: the state is read in autocommit (``app.db.dbapi``), the document
 fetched, then written in a transaction of its own. On the event loop (the token endpoint) the
@@ -24,14 +26,23 @@ fetch and the write each run on a thread (``app.support.inline.blocking``).
 
 Plain http on loopback (and loopback at all) is accepted as a document URL only under the
 development override FETCH_ALLOW_HTTP_LOOPBACK, as the fetcher accepts it.
+
+Anyone may name a URL, signed in or not, so what a stranger can make this server do is bounded:
+a client id URL is first seen only at the authorization endpoint (``resolve(first_sight=False)``
+at the token endpoint answers ``invalid_client``), rate-limited per caller address there
+(CLIENT_DOCUMENT_RATE_LIMIT, ``app.oauth.authorize``); a failure, for an unknown URL too, is
+remembered in this process for CLIENT_DOCUMENT_MIN_CACHE and answered again without a fetch
+(so audited at most once per URL in that time); and a stranger is told that a first-seen URL
+could not be fetched, not what the network said (the detail is in the log and the audit event).
 """
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from authlib.oauth2.base import OAuth2Error
 from flask import current_app
@@ -42,11 +53,18 @@ from app import audit
 from app.db import dbapi
 from app.extensions import db
 from app.models import Client, ClientDocument
-from app.models.client import ACTIVE, CLIENT_ID_MAX, PENDING, is_url_id
+from app.models.client import (
+    ACTIVE,
+    CLIENT_ID_MAX,
+    EXPIRED,
+    PENDING,
+    SUSPENDED,
+    is_url_id,
+)
 from app.registration import lifecycle
 from app.registration.errors import PendingLimitError
 from app.registration.metadata import AUDIENCES, validate
-from app.registration.service import _check_pending_caps, _widening
+from app.registration.service import _check_pending_caps, beyond_approval
 from app.support import clock, fetch, hashing, inline
 from app.support.echo import safe_echo
 from app.support.protocol import AUTHORIZATION_CODE, NONE, PRIVATE_KEY_JWT
@@ -64,13 +82,37 @@ SYSTEM = "system"
 _STATE = (select(ClientDocument.fresh_until, ClientDocument.error)
           .where(ClientDocument.client_id == bindparam("url")))
 _fresh: dict[str, float] = {}  # url -> until when this process need not look again
+_failures: dict[str, tuple[float, str]] = {}  # url -> (until when, the refusal to answer meanwhile)
 _lock = threading.Lock()
 FRESH_ENTRIES = 10_000
+# The statuses that have an approval: a change of the document is measured against it.
+REVIEWED = (ACTIVE, SUSPENDED, EXPIRED)
+# What a stranger is told when a URL not seen before could not be fetched: not whether its name
+# resolved, to what kind of address, or how the connection failed (draft section 6.5's server-side
+# request forgery concern); the detail is in the log and the audit event's reason.
+UNREACHABLE = ("the client's metadata document could not be fetched from its URL: it must be served over "
+               "https from a public address, answering 200 with a JSON object and no redirect")
+NOT_SEEN = ("a client of a metadata document is first seen at the authorization endpoint: this URL has not "
+            "been, so it is no client here yet")
+# draft-ietf-oauth-client-id-metadata-document section 3 and RFC 3986 section 3.3, narrowed: a
+# path segment of unreserved characters and sub-delims but ';' (a parameter some servers cut the
+# segment at: "..;" is ".." to them). No percent-encoding at all: "%2e", "%2f", "%5c" and a
+# doubly encoded "%252e" are decoded by some servers into what the prefix of a trusted publisher
+# was meant to exclude, and a document URL has no need of them.
+SEGMENT = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,=]*")
+NETLOC = re.compile(r"(?:[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class DocumentError(ValueError):
     """The URL or its document cannot be a client now; the message says why, for the person
     or the client (it names the URL, never an address it resolved to)."""
+
+
+class Unreachable(DocumentError):
+    """The document could not be fetched (``app.support.fetch`` refused the address it resolved
+    to, the connection failed, or the answer was no 200 JSON object): a fact of the network,
+    told in full only about a URL already known (``UNREACHABLE`` otherwise)."""
 
 
 @dataclass(frozen=True)
@@ -96,22 +138,55 @@ def switched_off(client_id) -> bool:
 
 
 def check_url(url) -> str:
-    """The draft's rules for a client id URL: https, with a path, no fragment, no user info,
-    no ``.`` or ``..`` segments; and the fetcher's (no private or loopback address, unless
-    FETCH_ALLOW_HTTP_LOOPBACK). At most CLIENT_ID_MAX characters (the column's bound)."""
+    """The draft's rules for a client id URL (section 3: https, with a path, no fragment, no
+    user info, no ``.`` or ``..`` segments; it SHOULD NOT have a query, refused here), the
+    fetcher's (no private or loopback address, unless FETCH_ALLOW_HTTP_LOOPBACK), and a narrow
+    grammar on top, so that the URL is read the same by every server that could serve it and
+    a trusted publisher's prefix cannot be escaped (``SEGMENT``): no control character, no
+    ``\\``, no ``;``, no percent-encoding, no empty segment but a last. At most CLIENT_ID_MAX
+    characters (the column's bound)."""
     if not isinstance(url, str) or len(url) > CLIENT_ID_MAX:
         raise DocumentError(f"a client_id URL may be at most {CLIENT_ID_MAX} characters long here")
+    if CONTROL.search(url):
+        raise DocumentError("a client_id URL must not contain control characters")
     try:
         fetch.check_url(url)
         parts = urlsplit(url)
     except (fetch.FetchError, ValueError) as exc:
         raise DocumentError(f"the client_id URL cannot be used: {exc}") from None
+    if parts.query or "?" in url:
+        raise DocumentError("a client_id URL must not have a query (draft-ietf-oauth-client-id-metadata-document "
+                            "section 3)")
+    if "\\" in url:
+        raise DocumentError("a client_id URL must not contain a backslash")
+    if "%" in url:
+        raise DocumentError("a client_id URL must not use percent-encoding: its path is letters, digits and "
+                            "-._~!$&'()*+,= between slashes")
     if parts.path in ("", "/"):
         raise DocumentError("a client_id URL must have a path (draft-ietf-oauth-client-id-metadata-document "
                             "section 3)")
-    if {".", ".."} & set(unquote(parts.path).split("/")):
+    segments = parts.path.split("/")[1:]
+    if {".", ".."} & set(segments):
         raise DocumentError("a client_id URL must not have . or .. path segments")
+    if "" in segments[:-1]:
+        raise DocumentError("a client_id URL must not have an empty path segment (//)")
+    if (parts.scheme not in ("https", "http") or not NETLOC.fullmatch(parts.netloc)
+            or not all(SEGMENT.fullmatch(segment) for segment in segments)):
+        raise DocumentError("a client_id URL must be https://host[:port]/path, its path letters, digits and "
+                            "-._~!$&'()*+,= between slashes (no ';', no '@', no ':')")
     return url
+
+
+def known(client_id) -> bool:
+    """Is ``client_id`` the URL of a document already seen here (so that resolving it creates
+    nothing)? From this process's memory, or one indexed read in autocommit. The authorization
+    endpoint's rate limit spares these (``app.oauth.authorize``)."""
+    if not isinstance(client_id, str) or len(client_id) > CLIENT_ID_MAX:
+        return True  # refused before any fetch, saying why: nothing to limit
+    with _lock:
+        if client_id in _fresh:
+            return True
+    return dbapi.fetch_one(_STATE, {"url": client_id}) is not None
 
 
 def fetch_document(url: str) -> Fetched:
@@ -121,7 +196,7 @@ def fetch_document(url: str) -> Fetched:
     try:
         got = fetch.fetch_document(url)
     except fetch.FetchError as exc:
-        raise DocumentError(f"the client's metadata document could not be fetched: {exc}") from None
+        raise Unreachable(f"the client's metadata document could not be fetched: {exc}") from None
     raw = got.value
     if raw.get("client_id") != url:
         raise DocumentError(f"the metadata document at {url} gives another client_id "
@@ -154,31 +229,50 @@ def _keep(got: fetch.Fetched) -> int:
     return min(max(got.max_age, least), most)
 
 
-def resolve(url: str) -> None:
+def resolve(url: str, *, first_sight: bool = True) -> None:
     """Before a request reads the client of ``url``, with no transaction open: the first time,
     fetch its document and make it a pending registration (or approve it by a trusted
     publisher's rule); later, once its cache time is over, fetch it again and apply what
     changed. Raises ``DocumentError`` when the client cannot be used now (audited when a
-    fetch failed). Fresh, it costs one look in this process's memory, or one indexed read."""
+    fetch failed). Fresh, it costs one look in this process's memory, or one indexed read.
+
+    ``first_sight`` false (the token endpoint): a URL never seen is refused (``NOT_SEEN``),
+    unfetched, unaudited: a client is first seen where a person is asked, the authorization
+    endpoint, whose rate limit bounds what strangers make this server fetch and write.
+    A refusal is remembered in this process for CLIENT_DOCUMENT_MIN_CACHE, for a URL never seen
+    too (which has no row to keep it): the same answer, without fetching or auditing again."""
     url = check_url(url)
     now = clock.timestamp()
     with _lock:
         until = _fresh.get(url)
+        failure = _failures.get(url)
     if until is not None and until > now:
         return
+    if failure is not None and failure[0] > now:
+        raise DocumentError(failure[1])
     row = dbapi.fetch_one(_STATE, {"url": url})
     if row is not None and row[0].timestamp() > now:
         if row[1]:
             raise DocumentError(row[1])  # the last fetch failed; it is tried again when this ends
         _remember(url, row[0].timestamp())
         return
+    if row is None and not first_sight:
+        raise DocumentError(NOT_SEEN)
     _end_reads()
     try:
         fetched = fetch_document(url)
     except DocumentError as exc:
         inline.blocking(_failed, url, str(exc), row is not None, SYSTEM)
+        # A known client's reason is its own (stored, shown to its users); a stranger's URL gets
+        # no network facts (UNREACHABLE), only what the document itself got wrong.
+        shown = UNREACHABLE if row is None and isinstance(exc, Unreachable) else str(exc)
+        _remember_failure(url, shown)
+        raise DocumentError(shown) from None
+    try:
+        inline.blocking(_apply if row is not None else _first_seen, fetched)
+    except DocumentError as exc:  # the pending cap: audited by _first_seen, remembered here
+        _remember_failure(url, str(exc))
         raise
-    inline.blocking(_apply if row is not None else _first_seen, fetched)
     _remember(url, fetched.fresh_until.timestamp())
 
 
@@ -193,6 +287,7 @@ def refresh(client_id: str, *, actor: str) -> ClientDocument:
         fetched = fetch_document(client_id)
     except DocumentError as exc:
         _failed(client_id, str(exc), True, actor)
+        _remember_failure(client_id, str(exc))
         raise
     _apply(fetched, actor=actor)
     _remember(client_id, fetched.fresh_until.timestamp())
@@ -212,12 +307,25 @@ def _remember(url: str, until: float) -> None:
         if len(_fresh) >= FRESH_ENTRIES:
             _fresh.clear()
         _fresh[url] = until
+        _failures.pop(url, None)
+
+
+def _remember_failure(url: str, shown: str) -> None:
+    """Answer ``shown`` for ``url`` for CLIENT_DOCUMENT_MIN_CACHE without fetching it again."""
+    until = clock.timestamp() + int(current_app.config["CLIENT_DOCUMENT_MIN_CACHE"])
+    with _lock:
+        if len(_failures) >= FRESH_ENTRIES:
+            _failures.clear()  # a flood of distinct URLs costs memory no more than this
+        _failures[url] = (until, shown)
+        _fresh.pop(url, None)
 
 
 def forget() -> None:
-    """Forget what this process knows of documents' freshness (tests; ``refresh`` elsewhere)."""
+    """Forget what this process knows of documents' freshness and failures (tests; ``refresh``
+    elsewhere)."""
     with _lock:
         _fresh.clear()
+        _failures.clear()
 
 
 def _first_seen(fetched: Fetched) -> None:
@@ -227,11 +335,18 @@ def _first_seen(fetched: Fetched) -> None:
     host = urlsplit(url).hostname
     clean = fetched.metadata
     try:
-        _check_pending_caps(host, None, now)  # PENDING_CAP_PER_ADDRESS, counted per publishing host
+        # PENDING_CAP_PER_ADDRESS, counted per publishing host; the caller's address is bounded by
+        # the authorization endpoint's CLIENT_DOCUMENT_RATE_LIMIT.
+        _check_pending_caps(host, None, now)
     except PendingLimitError:
         db.session.rollback()
-        raise DocumentError(f"too many clients published by {host} are waiting for approval; wait for them "
-                            "to be decided") from None
+        refusal = (f"too many clients published by {host} are waiting for approval; wait for them "
+                   "to be decided")
+        audit.record("client_document.refused", SYSTEM, client_id=url, decision="deny", reason=refusal,
+                     data={"document_host": host, "cap": int(config["PENDING_CAP_PER_ADDRESS"])})
+        db.session.commit()
+        log.info("metadata document %r refused: %s", url, refusal)
+        raise DocumentError(refusal) from None
     client = Client(
         client_id=url, status=PENDING, created_at=now, updated_at=now,
         pending_expires_at=now + timedelta(seconds=config["PENDING_TTL"]), client_metadata=clean,
@@ -265,9 +380,11 @@ def _apply(fetched: Fetched, actor: str = SYSTEM) -> None:
     client = lifecycle.get_client(url, lock=True)  # as an approval locks it: they take turns
     before = client.client_metadata or {}
     changed = sorted(name for name in set(before) | set(clean) if before.get(name) != clean.get(name))
-    back = None
-    if client.status == ACTIVE:
-        wider = _widening(client, clean)
+    back, was = None, client.status
+    if was in REVIEWED:
+        # Suspended or expired too: its approval is what reactivating or renewing would make live
+        # again, so a change beyond it is reviewed now, not taken in unseen.
+        wider = beyond_approval(client, clean)
         moved = [name for name in RECOGNITION if before.get(name) != clean.get(name)]
         back = "; ".join(filter(None, [wider and f"asks for {wider}", moved and f"{', '.join(moved)} changed"]))
     if changed:
@@ -276,8 +393,14 @@ def _apply(fetched: Fetched, actor: str = SYSTEM) -> None:
         client.token_endpoint_auth_method = clean["token_endpoint_auth_method"]
         client.jwks, client.jwks_uri, client.software_id = clean.get("jwks"), clean.get("jwks_uri"), clean.get("software_id")
         client.updated_at = now
-        if back:
+        if back and was == ACTIVE:
             lifecycle.back_to_review(client, f"its metadata document needs a new review: {back}", now)
+        elif back:
+            # A person stopped it: pending for a person to decide, with why it was stopped kept in
+            # the reason, never purged, never approved by a publisher's rule (below).
+            lifecycle.back_to_review(client, f"its metadata document changed while it was {was} "
+                                             f"({client.status_reason or 'no reason given'}): {back}", now,
+                                     held=True)
         audit.record("client.updated", actor, client_id=url, data={
             "changed": changed, "version": client.version, "back_to_pending": back or None,
             "review_flags": fetched.flags, "source": "client ID metadata document"})
@@ -285,15 +408,20 @@ def _apply(fetched: Fetched, actor: str = SYSTEM) -> None:
     if stored is None:
         stored = ClientDocument(client_id=url)
         db.session.add(stored)
+    stopped_by = stored.error
     stored.document, stored.fetched_at, stored.checked_at = fetched.raw, now, now
     stored.fresh_until, stored.error = fetched.fresh_until, None
+    if stopped_by:  # the client works again: as much an event as its stopping (_failed)
+        audit.record("client_document.recovered", actor, client_id=url, decision="allow",
+                     data={"error": stopped_by, "changed": changed})
     if actor != SYSTEM:
         audit.record("client_document.refreshed", actor, client_id=url,
                      data={"changed": changed, "fresh_until": fetched.fresh_until.isoformat()})
     db.session.commit()
     if changed and back:
-        log.info("client %r back to pending: %s", url, back)
-        _by_rule(url)
+        log.info("client %r back to pending (it was %s): %s", url, was, back)
+        if was == ACTIVE:
+            _by_rule(url)
 
 
 def _failed(url: str, error: str, known: bool, actor: str) -> None:
@@ -325,9 +453,8 @@ def _by_rule(url: str) -> None:
     audiences = meta.get(AUDIENCES) or list(rule.audiences)
     outside = [s for s in scopes if s not in rule.scopes] + [a for a in audiences if a not in rule.audiences]
     if outside:
-        log.info("client %r left pending: it asks for %s, beyond the rule for %s", url, ", ".join(outside),
-                 rule.prefix)
         db.session.rollback()
+        _not_applied(url, rule, f"it asks for {', '.join(outside)}, beyond the rule for {rule.prefix}")
         return
     expires_at = clock.in_(rule.approval_days * 86400)
     try:
@@ -341,4 +468,13 @@ def _by_rule(url: str) -> None:
             actor=document_publishers.approver(rule), sensitive_confirmed=True)
     except lifecycle.LifecycleError as exc:
         db.session.rollback()
-        log.info("client %r left pending: the rule for %s cannot approve it: %s", url, rule.prefix, exc)
+        _not_applied(url, rule, f"the rule for {rule.prefix} cannot approve it: {exc}")
+
+
+def _not_applied(url: str, rule, reason: str) -> None:
+    """A rule covers the client but does not approve it: left pending for a person, audited (a
+    reviewer wonders why a trusted publisher's agent waits)."""
+    audit.record("document_publisher.not_applied", document_publishers.approver(rule), client_id=url,
+                 reason=reason, data={"rule_id": rule.id, "prefix": rule.prefix})
+    db.session.commit()
+    log.info("client %r left pending: %s", url, reason)

@@ -39,7 +39,7 @@ def document_list(as_json):
     for item in items:
         del item["document"]
     emit(items, as_json, lambda item: (
-        f"{item['status']:<9} {item['url']}  {escape_display(item['client_name'])}  fetched {item['fetched_at']}"
+        f"{item['status']:<9} {escape_display(item['url'])}  {escape_display(item['client_name'])}  fetched {item['fetched_at']}"
         f"{'  ERROR: ' + escape_display(item['error']) if item['error'] else ''}"))
 
 
@@ -119,7 +119,7 @@ def publisher_list(as_json):
               "created_by": rule.created_by, "created_at": rule.created_at.isoformat()}
              for rule in document_publishers.listed()]
     emit(items, as_json, lambda item: (
-        f"{item['prefix']}  owner={item['owner']}  scopes={','.join(item['scopes'])}  "
+        f"{escape_display(item['prefix'])}  owner={escape_display(item['owner'])}  scopes={','.join(item['scopes'])}  "
         f"audiences={','.join(item['audiences'])}  days={item['approval_days']}  assurance={item['assurance_level']}"))
 
 
@@ -130,4 +130,4 @@ def publisher_remove(prefix):
     """No longer trust PREFIX; the clients it approved keep their approvals."""
     with failing_on(document_publishers.DocumentPublisherError):
         document_publishers.remove(prefix, actor=actor())
-    click.echo(f"no longer trusting documents under {prefix}")
+    click.echo(f"no longer trusting documents under {escape_display(prefix)}")

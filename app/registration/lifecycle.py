@@ -204,11 +204,17 @@ def rotate_secret(client_id: str, *, actor: str) -> tuple[str, datetime, datetim
     return secret, expires_at, until
 
 
-def back_to_review(client: Client, reason: str, now: datetime) -> None:
+def back_to_review(client: Client, reason: str, now: datetime, *, held: bool = False) -> None:
     """active -> pending (no commit: for the RFC 7592 update, which audits the change): the
-    client asked for more than its approval, or changed how it is recognised."""
+    client asked for more than its approval, or changed how it is recognised.
+
+    ``held``: a suspended or expired client whose metadata document changed
+    (``app.registration.documents``). Its tokens already stopped when it stopped being active
+    (``tokens_not_before``); its old approval stays on record until a new one replaces it. It
+    gets no purge deadline: a person stopped it, so a person decides, and the sweep must not
+    delete it (it would then be seen afresh, and a trusted publisher's rule could approve it)."""
     _set_status(client, PENDING, reason, now)
-    client.pending_expires_at = now + timedelta(seconds=current_app.config["PENDING_TTL"])
+    client.pending_expires_at = None if held else now + timedelta(seconds=current_app.config["PENDING_TTL"])
 
 
 def new_secret(client: Client) -> tuple[str, datetime]:

@@ -306,7 +306,15 @@ def _recognition_changed(client: Client, before: dict, clean: dict, signed: list
 
 
 def _widening(client: Client, clean: dict) -> str | None:
-    if client.status != ACTIVE or client.approval is None:
+    if client.status != ACTIVE:
+        return None
+    return beyond_approval(client, clean)
+
+
+def beyond_approval(client: Client, clean: dict) -> str | None:
+    """What ``clean`` asks for beyond the client's approval (scopes, audiences, grant types),
+    whatever its status; None if nothing, or if it has no approval."""
+    if client.approval is None:
         return None
     approval: Approval = client.approval
     more = [s for s in clean.get("scope", "").split() if s not in approval.scopes]

@@ -10,7 +10,8 @@ person to review.
 """
 from __future__ import annotations
 
-from urllib.parse import unquote, urlsplit
+import re
+from urllib.parse import urlsplit
 
 from flask import current_app
 from sqlalchemy import select
@@ -22,6 +23,10 @@ from app.policy import scopes as catalogue
 from app.support import clock, fetch
 
 MAX_DAYS = 3 * 365  # an approval expires within three years (app.registration.lifecycle.check_grant)
+DEFAULT_PORTS = {"https": 443, "http": 80}
+# The path grammar of a client id URL (app.registration.documents.SEGMENT): no percent-encoding,
+# no ';', no backslash, so that no server reads a path under the prefix as one outside it.
+SEGMENT = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,=]*")
 
 
 class DocumentPublisherError(ValueError):
@@ -30,8 +35,10 @@ class DocumentPublisherError(ValueError):
 
 def check_prefix(prefix) -> str:
     """An https origin and a path prefix ending in ``/``, so that ``…/agents/`` never covers
-    ``…/agents-of-someone-else/``; no query, fragment or user info, no dot segments. Loopback
-    only under FETCH_ALLOW_HTTP_LOOPBACK, as for the documents themselves."""
+    ``…/agents-of-someone-else/``; no query, fragment or user info, no dot segments, and the
+    path grammar of a document URL (``SEGMENT``). Loopback only under
+    FETCH_ALLOW_HTTP_LOOPBACK, as for the documents themselves. Returns it normalised as
+    ``covers`` compares it: scheme and host lower-cased, a default port dropped."""
     if not isinstance(prefix, str) or len(prefix) > 512:
         raise DocumentPublisherError("the prefix must be a URL of at most 512 characters")
     try:
@@ -39,17 +46,44 @@ def check_prefix(prefix) -> str:
     except fetch.FetchError as exc:
         raise DocumentPublisherError(f"the prefix {prefix!r}: {exc}") from None
     parts = urlsplit(prefix)
-    if parts.query or not parts.path.endswith("/"):
+    if parts.query or "?" in prefix or not parts.path.endswith("/"):
         raise DocumentPublisherError("the prefix must be an origin and a path ending in '/', without a query "
                                      "(https://apps.example.com/agents/)")
-    if {".", ".."} & set(unquote(parts.path).split("/")):
+    segments = parts.path.split("/")[1:-1]
+    if {".", ".."} & set(segments):
         raise DocumentPublisherError("the prefix must not have . or .. path segments")
-    return prefix
+    if "" in segments or "%" in prefix or "\\" in prefix or not all(SEGMENT.fullmatch(s) for s in segments):
+        raise DocumentPublisherError("the prefix's path must be letters, digits and -._~!$&'()*+,= between "
+                                     "single slashes, as a document URL's is (no percent-encoding, ';' or '\\')")
+    return _origin(parts) + parts.path
 
 
 def covers(rule: DocumentPublisher, url: str) -> bool:
-    """Does ``rule`` cover the document at ``url`` (a URL ``documents.check_url`` accepted)?"""
-    return url.startswith(rule.prefix)
+    """Does ``rule`` cover the document at ``url`` (a URL ``documents.check_url`` accepted)? By
+    its parsed parts, not its text: the same scheme, host (case-insensitive) and effective port,
+    and the rule's path segments as the first of the URL's, with at least one more. A URL that
+    the document grammar would refuse (a query, percent-encoding, ';', '\\', a control
+    character, a dot segment) is covered by no rule, whatever its text starts with."""
+    if not isinstance(url, str) or any(c in url for c in "?#%;\\@") or any(c <= " " or c == "\x7f" for c in url):
+        return False
+    try:
+        parts, rule_parts = urlsplit(url), urlsplit(rule.prefix)
+        origin, rule_origin = _origin(parts), _origin(rule_parts)
+    except ValueError:
+        return False
+    segments, under = parts.path.split("/")[1:], rule_parts.path.split("/")[1:-1]
+    if {".", ".."} & set(segments):
+        return False
+    return origin == rule_origin and len(segments) > len(under) and segments[:len(under)] == under
+
+
+def _origin(parts) -> str:
+    """``scheme://host[:port]``, lower-cased, the port only if it is not the scheme's default."""
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal keeps its brackets
+    port = parts.port
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != DEFAULT_PORTS.get(scheme) else "")
 
 
 def matching(url: str) -> DocumentPublisher | None:
