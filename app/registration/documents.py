@@ -60,6 +60,7 @@ from app.models.client import (
     PENDING,
     SUSPENDED,
     is_url_id,
+    might_be_id,
 )
 from app.registration import lifecycle
 from app.registration.errors import PendingLimitError
@@ -181,8 +182,8 @@ def known(client_id) -> bool:
     """Is ``client_id`` the URL of a document already seen here (so that resolving it creates
     nothing)? From this process's memory, or one indexed read in autocommit. The authorization
     endpoint's rate limit spares these (``app.oauth.authorize``)."""
-    if not isinstance(client_id, str) or len(client_id) > CLIENT_ID_MAX:
-        return True  # refused before any fetch, saying why: nothing to limit
+    if not might_be_id(client_id):
+        return True  # refused before any fetch or read, saying why: nothing to limit
     with _lock:
         if client_id in _fresh:
             return True
