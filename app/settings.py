@@ -20,6 +20,7 @@ from app.support.protocol import (
 
 ENV_PREFIX = "OSTIARY_"
 RATELIMIT_SCHEMES = ("memory://", "redis://", "rediss://", "redis+sentinel://", "redis+cluster://")
+PASSWORD_FLOOR = (2, 19456)  # argon2id time cost and KiB: OWASP's Password Storage Cheat Sheet
 
 DEFAULTS: dict[str, object] = {
     "ISSUER": "http://127.0.0.1:5000",
@@ -38,6 +39,10 @@ DEFAULTS: dict[str, object] = {
     # Redis down: keep serving with per-process limits rather than answering 500; the pending
     # caps and the failed-login count are in the database and stay whole meanwhile.
     "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
+    # argon2id's cost for people's and administrators' passwords (argon2-cffi's default, RFC 9106's
+    # second recommendation); at least OWASP's floor, time 2 with 19 MiB, is accepted.
+    "PASSWORD_TIME_COST": 3,
+    "PASSWORD_MEMORY_KIB": 64 * 1024,
     "LOGIN_RATE_LIMIT": "10 per minute",  # per address, in the limiter's storage: a coarse first gate
     # Failed logins (the console's and, counted apart, the people's sign-in), in the database (so
     # across workers and instances) over a sliding window. Over either limit a login is refused
@@ -163,6 +168,10 @@ def load(overrides: dict | None = None, environ=None) -> dict:
         # No "0 is off": a console without a failed-login limit is not a configuration to offer.
         if not isinstance(values[name], int) or isinstance(values[name], bool) or values[name] < 1:
             raise SettingsError(f"{ENV_PREFIX}{name} must be a whole number of at least 1")
+    for name, floor in (("PASSWORD_TIME_COST", PASSWORD_FLOOR[0]), ("PASSWORD_MEMORY_KIB", PASSWORD_FLOOR[1])):
+        if not isinstance(values[name], int) or isinstance(values[name], bool) or values[name] < floor:
+            raise SettingsError(f"{ENV_PREFIX}{name} must be a whole number of at least {floor} (OWASP's "
+                                "least argon2id cost: time 2, memory 19456 KiB)")
     for name in ("APPROVAL_DAYS", "REVIEW_DAYS", "REVIEW_WINDOW_DAYS", "REVIEW_GRACE_DAYS",
                  "EVIDENCE_REQUIRED_FROM_LEVEL", "SECRET_ROTATION_GRACE"):
         if not isinstance(values[name], int) or isinstance(values[name], bool) or values[name] < 0:

@@ -23,7 +23,7 @@ from app.signing import ensure_keys
 from app.support import clock
 
 from .factories import make_client
-from .servers import TEST_SECRETS, start_server
+from .servers import LEAST_PASSWORD_COST, TEST_SECRETS, start_server
 from .token_actions import Agent, test_client_agent
 
 PG_ADMIN_URL = os.environ.get("OSTIARY_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -73,7 +73,7 @@ def templates(tmp_path_factory, pg_database):
 
 
 def _overrides(instance, url, **extra):
-    return {"INSTANCE_PATH": str(instance), "DATABASE_URL": url, **TEST_SECRETS,
+    return {"INSTANCE_PATH": str(instance), "DATABASE_URL": url, **TEST_SECRETS, **LEAST_PASSWORD_COST,
             "RATELIMIT_STORAGE_URI": "memory://", **extra}
 
 

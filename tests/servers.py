@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -19,6 +20,18 @@ BIN = Path(sys.executable).parent
 REDIS_URL = "redis://127.0.0.1:6379/0"
 TEST_SECRETS = {"SECRET_KEY": "test-secret-key-" + "s" * 32,
                 "KEY_ENCRYPTION_KEY": "test-key-encryption-key-" + "k" * 32}
+# Every server and app of the suite hashes passwords at the least cost the settings accept, a
+# fifth of the default's time (the same argon2id code; the default is what deployments get).
+LEAST_PASSWORD_COST = {"PASSWORD_TIME_COST": 2, "PASSWORD_MEMORY_KIB": 19456}
+
+
+def serve_in_background(server) -> threading.Thread:
+    """Start ``server`` (a ``socketserver`` server) answering on a daemon thread. Its
+    ``shutdown()`` then returns within 50 ms: at serve_forever's default poll, half a second,
+    each test that stops a server waited that long."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    return thread
 
 
 def free_port() -> int:
@@ -72,7 +85,7 @@ class Server:
 
 def server_env(instance: Path, port: int, database_url: str | None = None, **settings) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OSTIARY_")}
-    env.update({"OSTIARY_" + k: v for k, v in TEST_SECRETS.items()})
+    env.update({"OSTIARY_" + k: str(v) for k, v in (TEST_SECRETS | LEAST_PASSWORD_COST).items()})
     env.update({
         "OSTIARY_ISSUER": f"http://127.0.0.1:{port}",
         "OSTIARY_INSTANCE_PATH": str(instance),

@@ -24,6 +24,7 @@ from app.models import Client, ClientDocument, Consent
 from app.models.client import ACTIVE, PENDING
 from app.registration import documents
 from app.support import clock, fetch
+from app.support.cli import actor
 
 from .asgi_client import call, form_post
 from .console_helpers import Console, csrf_token, fresh_context_per_request
@@ -36,6 +37,7 @@ from .factories import (
     public_jwks,
     sqlite_write_lock_is_free,
 )
+from .servers import serve_in_background
 from .test_authorization_code import HIDDEN, PASSWORD, pkce
 from .token_actions import ASSERTION_TYPE, ISSUER
 
@@ -77,7 +79,7 @@ class DocumentHost:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        serve_in_background(self.server)
 
     def url(self, path: str) -> str:
         return self.base + path
@@ -732,6 +734,35 @@ def test_the_cli_lists_shows_and_refreshes_documents(docs, runner):
     failed = runner.invoke(args=["document", "refresh", url])
     assert failed.exit_code == 1 and "answered HTTP 404" in failed.output
     assert runner.invoke(args=["document", "show", docs.url("/none.json")]).exit_code == 1
+
+
+def test_an_administrator_adds_a_machine_agents_document_before_its_first_token(docs, runner, client):
+    """A machine agent never visits /authorize: ``ostiary document add`` is its first sight,
+    by a person, audited as theirs; once approved it gets a token at once."""
+    key = new_key("a")
+    url = docs.publish("/machine.json", machine_document(jwks=public_jwks(key)), Cache_Control="max-age=3600")
+    added = runner.invoke(args=["document", "add", url, "--json"])
+    assert added.exit_code == 0, added.output
+    assert json.loads(added.output)["status"] == PENDING and docs.hits["/machine.json"] == 1
+    [registered] = events("client.registered", client_id=url)
+    assert registered.actor == actor()
+    again = runner.invoke(args=["document", "add", url])
+    assert again.exit_code == 1 and "ostiary document refresh" in again.output
+    approve(url, scopes=["read"], audiences=[API])
+    token = client.post("/token", data={"grant_type": "client_credentials", "resource": API,
+                                        **assertion_form(url, key)})
+    assert token.status_code == 200, token.get_json()
+    assert docs.hits["/machine.json"] == 1  # the fetched document is still fresh
+
+
+@pytest.mark.parametrize("path, told", [
+    ("/gone.json", "answered HTTP 404"),
+    ("/a/../b.json", "must not have . or .. path segments"),
+])
+def test_adding_a_document_that_cannot_be_used_registers_nothing(docs, runner, path, told):
+    failed = runner.invoke(args=["document", "add", docs.url(path)])
+    assert failed.exit_code == 1 and told in failed.output
+    assert count(Client) == 0 and not events("client.registered")
 
 
 def test_the_console_shows_the_document_and_refreshes_it(docs, app, client):

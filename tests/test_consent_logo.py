@@ -7,7 +7,6 @@ from __future__ import annotations
 import http.server
 import re
 import struct
-import threading
 import time
 import zlib
 from collections import Counter
@@ -20,6 +19,7 @@ from app.models.client import DENIED, PENDING, RETIRED, SUSPENDED
 from app.oauth import logos
 
 from .factories import make_client, sqlite_write_lock_is_free
+from .servers import serve_in_background
 from .test_authorization_code import (
     PERSON_GRANTS,
     REDIRECT,
@@ -86,7 +86,7 @@ class ImageServer:
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        serve_in_background(self.httpd)
 
     def close(self):
         self.httpd.shutdown()

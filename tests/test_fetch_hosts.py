@@ -212,8 +212,9 @@ def test_a_trickling_answer_is_given_up_after_the_timeout_in_all(app):
     """FETCH_TIMEOUT bounds the whole read, not each wait: a server that sends a byte now and then,
     each within the socket's timeout, is cut off (the last wait may end one timeout after)."""
     import http.server
-    import threading
     import time
+
+    from .servers import serve_in_background
 
     class Trickle(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
@@ -230,7 +231,7 @@ def test_a_trickling_answer_is_given_up_after_the_timeout_in_all(app):
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    serve_in_background(server)
     app.config.update(FETCH_ALLOW_HTTP_LOOPBACK=True, FETCH_TIMEOUT=1)
     fetch.clear_cache()
     started = time.monotonic()

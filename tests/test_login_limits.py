@@ -7,11 +7,11 @@ from app import create_app
 from app.console import admins
 from app.extensions import db
 from app.models import LoginFailure
-from app.support import clock
+from app.support import clock, passwords
 
 from .console_helpers import PASSWORD, Console, fresh_context_per_request
 from .factories import events
-from .servers import TEST_SECRETS
+from .servers import LEAST_PASSWORD_COST, TEST_SECRETS
 
 # The limiter's own per-address login limit (per process with memory://) is lifted, so what is
 # tested is the database count alone, which must hold whatever the limiter's storage.
@@ -28,7 +28,7 @@ def _requests_on_their_own(app):
 def second_instance(app, settings):
     """Another app on the same database, as another gunicorn worker or instance would be."""
     other = create_app({"INSTANCE_PATH": app.config["INSTANCE_PATH"], "DATABASE_URL": app.config["DATABASE_URL"],
-                        **TEST_SECRETS, "RATELIMIT_STORAGE_URI": "memory://", **settings}, check=False)
+                        **TEST_SECRETS, **LEAST_PASSWORD_COST, "RATELIMIT_STORAGE_URI": "memory://", **settings}, check=False)
     other.config["TESTING"] = True
     fresh_context_per_request(other)
     yield other
@@ -44,7 +44,7 @@ def attempt(app, password, username="alice", address="198.51.100.7"):
 
 
 class CountingHasher:
-    """The module's argon2 hasher, counting its password checks."""
+    """The one argon2 hasher, counting its password checks."""
 
     def __init__(self, hasher):
         self.hasher, self.verified = hasher, 0
@@ -84,8 +84,8 @@ def test_one_account_is_refused_after_its_limit_from_many_addresses_without_a_pa
     limit = settings["LOGIN_MAX_FAILURES_PER_ACCOUNT"]
     for i in range(limit):
         assert attempt(app, WRONG, address=f"203.0.113.{i + 1}").status_code == 401
-    hasher = CountingHasher(admins._hasher)
-    monkeypatch.setattr(admins, "_hasher", hasher)
+    hasher = CountingHasher(passwords.hasher())
+    monkeypatch.setattr(passwords, "hasher", lambda: hasher)
     refused = attempt(app, PASSWORD, address="203.0.113.200")  # a fresh address, the right password
     assert refused.status_code == 429 and hasher.verified == 0
     assert events("admin.login_throttled")[0].reason == "too many failed logins for this account"

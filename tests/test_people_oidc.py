@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -24,7 +23,7 @@ from app.people import accounts, oidc
 from app.support import fetch
 
 from .factories import at_once, count, events
-from .servers import TEST_SECRETS, free_port
+from .servers import TEST_SECRETS, free_port, serve_in_background
 
 ISSUER = "https://id.example.com"
 RULES = oidc.Rules(allowed_domains=frozenset({"example.com"}), allowed_groups=frozenset(), groups_claim="groups")
@@ -295,8 +294,7 @@ def peer():
     server.discovery = {"issuer": url, "authorization_endpoint": url + "/auth", "token_endpoint": url + "/token",
                         "jwks_uri": url + "/jwks", "id_token_signing_alg_values_supported": ["RS256"]}
     server.url = url
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    thread = serve_in_background(server)
     yield server
     server.shutdown()
     server.server_close()

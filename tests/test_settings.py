@@ -47,6 +47,8 @@ def test_good_issuer(issuer):
     ({"OSTIARY_LOGIN_FAILURE_WINDOW": "0"}, "LOGIN_FAILURE_WINDOW must be a whole number of at least 1"),
     ({"OSTIARY_LOGIN_MAX_FAILURES_PER_ADDRESS": "-1"}, "LOGIN_MAX_FAILURES_PER_ADDRESS"),
     ({"OSTIARY_LOGIN_MAX_FAILURES_PER_ACCOUNT": "many"}, "not a valid int"),
+    ({"OSTIARY_PASSWORD_TIME_COST": "1"}, "PASSWORD_TIME_COST must be a whole number of at least 2 .OWASP"),
+    ({"OSTIARY_PASSWORD_MEMORY_KIB": "4096"}, "PASSWORD_MEMORY_KIB must be a whole number of at least 19456"),
 ])
 def test_bad_values_are_one_clear_line(env, message):
     with pytest.raises(settings.SettingsError, match=message) as info:

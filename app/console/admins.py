@@ -18,7 +18,6 @@ from app.models import Admin, LoginFailure
 from app.support import clock, passwords
 from app.support.login_limits import FailedLogins, LoginThrottled
 
-_hasher = passwords.HASHER  # the one argon2id hasher, by the name a test counts its checks through
 _failures = FailedLogins(LoginFailure)  # the administrators' own count (app.support.login_limits)
 USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 MIN_PASSWORD = passwords.MIN_LENGTH
@@ -101,7 +100,7 @@ def log_in(username: str, password: str, address: str | None) -> SignedIn | None
         db.session.commit()
         raise
 
-    admin, refusal = passwords.check_login(Admin, username, password, _hasher)
+    admin, refusal = passwords.check_login(Admin, username, password)
     if admin is None:
         _failures.count(username, address)
         audit.record("admin.login_failed", f"admin:{username}", decision="deny",

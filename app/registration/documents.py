@@ -93,8 +93,8 @@ REVIEWED = (ACTIVE, SUSPENDED, EXPIRED)
 # request forgery concern); the detail is in the log and the audit event's reason.
 UNREACHABLE = ("the client's metadata document could not be fetched from its URL: it must be served over "
                "https from a public address, answering 200 with a JSON object and no redirect")
-NOT_SEEN = ("a client of a metadata document is first seen at the authorization endpoint: this URL has not "
-            "been, so it is no client here yet")
+NOT_SEEN = ("a client of a metadata document is first seen at the authorization endpoint, or added by an "
+            "administrator (ostiary document add): this URL has been neither, so it is no client here yet")
 # draft-ietf-oauth-client-id-metadata-document section 3 and RFC 3986 section 3.3, narrowed: a
 # path segment of unreserved characters and sub-delims but ';' (a parameter some servers cut the
 # segment at: "..;" is ".." to them). No percent-encoding at all: "%2e", "%2f", "%5c" and a
@@ -277,6 +277,24 @@ def resolve(url: str, *, first_sight: bool = True) -> None:
     _remember(url, fetched.fresh_until.timestamp())
 
 
+def add(url: str, *, actor: str) -> ClientDocument:
+    """An administrator names a document URL before its client is seen (a machine agent, which
+    never visits the authorization endpoint): fetched now and registered as on first sight,
+    pending (or approved by a trusted publisher's rule); audited. Raises ``DocumentError``."""
+    url = check_url(url)
+    if db.session.get(ClientDocument, url) is not None:
+        raise DocumentError(f"{url} is a client here already; `ostiary document refresh` fetches it again")
+    _end_reads()
+    try:
+        fetched = fetch_document(url)
+    except DocumentError as exc:
+        _failed(url, str(exc), False, actor)
+        raise
+    _first_seen(fetched, actor=actor)
+    _remember(url, fetched.fresh_until.timestamp())
+    return db.session.get(ClientDocument, url)
+
+
 def refresh(client_id: str, *, actor: str) -> ClientDocument:
     """Fetch the document of a URL client now, whatever its cache time (the console's and the
     CLI's "refresh now"), and apply it; audited. Raises ``DocumentError``."""
@@ -329,7 +347,7 @@ def forget() -> None:
         _failures.clear()
 
 
-def _first_seen(fetched: Fetched) -> None:
+def _first_seen(fetched: Fetched, actor: str = SYSTEM) -> None:
     """The URL client's first appearance: a pending registration from the URL's host, audited,
     committed; then the trusted publishers' rule, if one covers it."""
     config, now, url = current_app.config, clock.now(), fetched.url
@@ -343,7 +361,7 @@ def _first_seen(fetched: Fetched) -> None:
         db.session.rollback()
         refusal = (f"too many clients published by {host} are waiting for approval; wait for them "
                    "to be decided")
-        audit.record("client_document.refused", SYSTEM, client_id=url, decision="deny", reason=refusal,
+        audit.record("client_document.refused", actor, client_id=url, decision="deny", reason=refusal,
                      data={"document_host": host, "cap": int(config["PENDING_CAP_PER_ADDRESS"])})
         db.session.commit()
         log.info("metadata document %r refused: %s", url, refusal)
@@ -360,7 +378,7 @@ def _first_seen(fetched: Fetched) -> None:
     db.session.add(client)
     db.session.add(ClientDocument(client_id=url, document=fetched.raw, fetched_at=now,
                                   fresh_until=fetched.fresh_until, checked_at=now, error=None))
-    audit.record("client.registered", SYSTEM, client_id=url, data={
+    audit.record("client.registered", actor, client_id=url, data={
         "client_name": client.client_name, "provenance": "document", "document_host": host,
         "token_endpoint_auth_method": client.token_endpoint_auth_method, "scope": clean.get("scope"),
         "review_flags": fetched.flags, "fresh_until": fetched.fresh_until.isoformat()})
@@ -368,7 +386,7 @@ def _first_seen(fetched: Fetched) -> None:
         db.session.commit()
     except IntegrityError:  # another request saw it first: theirs stands, this document is applied
         db.session.rollback()
-        _apply(fetched)
+        _apply(fetched, actor=actor)
         return
     log.info("client %r registered from its metadata document", url)
     _by_rule(url)

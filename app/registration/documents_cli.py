@@ -54,6 +54,18 @@ def document_show(url, as_json):
     _print(document_summary(stored, db.session.get(Client, url)), as_json)
 
 
+@document_group.command("add")
+@click.argument("url")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def document_add(url, as_json):
+    """Fetch the document of a client not seen yet (a machine agent, which never visits
+    /authorize) and make it a pending registration, or approve it by a trusted publisher's rule."""
+    with failing_on(documents.DocumentError):
+        stored = documents.add(url, actor=actor())
+    _print(document_summary(stored, db.session.get(Client, url)), as_json)
+
+
 @document_group.command("refresh")
 @click.argument("url")
 @click.option("--json", "as_json", is_flag=True)

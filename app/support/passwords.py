@@ -7,20 +7,39 @@ slow hash here is for passwords people choose, never for the token endpoint.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
+from flask import current_app
 from sqlalchemy import select
 
 from app.extensions import db
 
-HASHER = PasswordHasher()
-# Compared against when the username is unknown, so timing does not reveal which names exist.
-_DUMMY_HASH = HASHER.hash("not a password")
 MIN_LENGTH = 12
 WRONG = "wrong username or password"
 DISABLED = "disabled"
+
+
+def hasher() -> PasswordHasher:
+    """The one argon2id hasher, at the cost the settings give (PASSWORD_TIME_COST,
+    PASSWORD_MEMORY_KIB; never below OWASP's floor, ``app.settings``). A hash keeps the cost it
+    was made with, so a changed cost takes effect for each account at its next sign-in."""
+    config = current_app.config
+    return _hasher(int(config["PASSWORD_TIME_COST"]), int(config["PASSWORD_MEMORY_KIB"]))
+
+
+@functools.cache
+def _hasher(time_cost: int, memory_kib: int) -> PasswordHasher:
+    return PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
+
+
+@functools.cache
+def _dummy_hash(hasher: PasswordHasher) -> str:
+    """Compared against when the username is unknown, at the same cost, so that timing does not
+    reveal which names exist."""
+    return hasher.hash("not a password")
 
 
 def problem(password: str) -> str | None:
@@ -30,15 +49,16 @@ def problem(password: str) -> str | None:
     return None
 
 
-def hash_password(password: str, hasher: PasswordHasher = HASHER) -> str:
-    return hasher.hash(password)
+def hash_password(password: str) -> str:
+    return hasher().hash(password)
 
 
-def verify(password_hash: str | None, password: str, hasher: PasswordHasher = HASHER) -> bool:
+def verify(password_hash: str | None, password: str) -> bool:
     """Whether ``password`` matches; with no hash (an unknown account), a check of the same cost
     that never matches."""
+    current = hasher()
     try:
-        return hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        return current.verify(password_hash or _dummy_hash(current), password) and password_hash is not None
     except (VerifyMismatchError, InvalidHashError):
         return False
 
@@ -50,7 +70,7 @@ class _Seen:
     disabled: bool
 
 
-def check_login(model, username: str, password: str, hasher: PasswordHasher = HASHER):
+def check_login(model, username: str, password: str):
     """``(account, None)``: the row of ``model`` named ``username`` whose password matches, read
     again and locked for update in a new transaction (its hash upgraded if argon2's parameters
     changed), for the caller to finish and commit; or ``(None, reason)``, ``WRONG`` or
@@ -66,7 +86,7 @@ def check_login(model, username: str, password: str, hasher: PasswordHasher = HA
 
     # A disabled account's password is checked all the same: the answer and its timing are
     # those of a wrong password.
-    if seen is None or not verify(seen.password_hash, password, hasher):
+    if seen is None or not verify(seen.password_hash, password):
         return None, WRONG
     if seen.disabled:
         return None, DISABLED
@@ -77,6 +97,6 @@ def check_login(model, username: str, password: str, hasher: PasswordHasher = HA
         # longer holds.
         db.session.rollback()
         return None, WRONG
-    if hasher.check_needs_rehash(account.password_hash):
-        account.password_hash = hasher.hash(password)
+    if hasher().check_needs_rehash(account.password_hash):
+        account.password_hash = hash_password(password)
     return account, None

@@ -29,7 +29,6 @@ import re
 import ssl
 import subprocess
 import sys
-import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -45,7 +44,7 @@ from mcp.client.auth import AuthorizationCodeResult
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 from playwright.async_api import async_playwright, expect
 
-from tests.servers import ROOT, free_port, start_server
+from tests.servers import ROOT, free_port, serve_in_background, start_server
 from tests.waiting import until
 
 pytestmark = pytest.mark.e2e
@@ -127,7 +126,7 @@ def document_host(test_ca):
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(test_ca / "server.pem", test_ca / "server.key")
     server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    serve_in_background(server)
     url = f"https://127.0.0.1:{server.server_address[1]}/reports/client.json"
     served["/reports/client.json"] = json.dumps({**guide_document(), "client_id": url}).encode()
     try:

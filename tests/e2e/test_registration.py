@@ -3,7 +3,6 @@ signed with a real publisher key (JWKS served over HTTP and fetched by the serve
 read / update / delete, approval through the CLI, and every status refusing tokens."""
 import http.server
 import json
-import threading
 import time
 import uuid
 
@@ -12,6 +11,8 @@ import pytest
 import requests
 from joserfc import jwt
 from joserfc.jwk import ECKey
+
+from tests.servers import serve_in_background
 
 pytestmark = pytest.mark.e2e
 
@@ -44,8 +45,7 @@ def publisher_jwks_server():
             pass
 
     httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
+    serve_in_background(httpd)
     yield f"http://127.0.0.1:{httpd.server_address[1]}/jwks.json", publisher_key
     httpd.shutdown()
     httpd.server_close()
