@@ -59,7 +59,7 @@ DEFAULTS: dict[str, object] = {
     # only the authorization code grant, with PKCE, and refresh tokens (protocol.py)
     "ALLOWED_AUTH_METHODS": [PRIVATE_KEY_JWT, CLIENT_SECRET_BASIC, CLIENT_SECRET_POST, NONE],
     "AUTHORIZATION_CODE_TTL": 300,  # seconds; RFC 6749 §4.1.2 recommends at most ten minutes
-    "REFRESH_TOKEN_TTL": 14 * 24 * 3600,  # a family's life from its first use; each use rotates it
+    "REFRESH_TOKEN_TTL": 14 * 24 * 3600,  # a family's life from the code's exchange; each use rotates it
     # Approvals (app.registration.lifecycle, app.registration.approvals): the expiry and review
     # dates the console and `ostiary registration approve` propose; how long before its review
     # date a client joins the review queue; how long past it an unrenewed client keeps working

@@ -333,6 +333,25 @@ def test_refresh_tokens_rotate_and_a_reused_one_revokes_the_family(client, perso
     assert len(event.data["revoked"]) == 2
 
 
+def test_a_family_of_refresh_tokens_ends_where_it_began_however_often_it_rotates(client, person, app):
+    """REFRESH_TOKEN_TTL counts from the code's exchange: rotation replaces a token, it does not
+    extend the person's authorization (a token used every day would otherwise live for ever)."""
+    made = person_agent()
+    token = redeem(client, made, *code_for(client, made)).get_json()["refresh_token"]
+    ttl = int(app.config["REFRESH_TOKEN_TTL"])
+    ends = {row.expires_at for row in db.session.scalars(select(RefreshToken))}
+    for _ in range(3):
+        clock.advance(ttl // 4)
+        answer = refresh(client, made, token)
+        assert answer.status_code == 200, answer.get_json()
+        token = answer.get_json()["refresh_token"]
+    db.session.expire_all()
+    assert {row.expires_at for row in db.session.scalars(select(RefreshToken))} == ends  # one end, four tokens
+    clock.advance(ttl // 4 + 1)
+    body = refresh(client, made, token).get_json()
+    assert body["error"] == "invalid_grant" and "must authorize the client again" in body["error_description"]
+
+
 def test_a_refresh_may_narrow_the_scope_never_widen_it(client, person):
     made = person_agent()
     first = redeem(client, made, *code_for(client, made, scope="read write")).get_json()

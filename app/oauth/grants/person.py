@@ -15,7 +15,7 @@ import hmac
 import logging
 import re
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 
 from authlib.oauth2.rfc6749 import grants
@@ -104,8 +104,11 @@ class PersonGrantMixin(OstiaryGrantMixin):
         self.enforce_approval(scopes, resources)
         return scopes, resources
 
-    def issue_for_person(self, *, person_id: int, subject: str, family: str, spend: Spend, event_type: str):
-        """Mint the access token and the family's next refresh token; write both with ``spend``."""
+    def issue_for_person(self, *, person_id: int, subject: str, family: str, spend: Spend, event_type: str,
+                         family_ends: datetime | None = None):
+        """Mint the access token and the family's next refresh token; write both with ``spend``.
+        A family lives REFRESH_TOKEN_TTL from the code's exchange (``family_ends`` for the next of
+        its tokens): rotation replaces a token, it does not extend the person's authorization."""
         granted = self.request.decision.granted
         approval = self.client.approval
         minted = mint(client_id=self.client.client_id, subject=subject, scopes=granted["scopes"],
@@ -116,11 +119,11 @@ class PersonGrantMixin(OstiaryGrantMixin):
         if self.client.check_grant_type(REFRESH_TOKEN):
             refresh = hashing.generate()
             now = clock.now()
+            ends = family_ends or now + timedelta(seconds=int(current_app.config["REFRESH_TOKEN_TTL"]))
             rows.append((_REFRESH, {
                 "token_hash": hashing.hash_secret(refresh), "family": family, "client_id": self.client.client_id,
                 "person_id": person_id, "scopes": granted["scopes"], "resources": granted["audiences"],
-                "access_jti": minted.row["jti"], "created_at": now,
-                "expires_at": now + timedelta(seconds=int(current_app.config["REFRESH_TOKEN_TTL"]))}))
+                "access_jti": minted.row["jti"], "created_at": now, "expires_at": ends}))
             extra["refresh_token"] = refresh
         minted.extra.update(extra)
         self.issue(minted, event_type, spend=spend, rows=rows, data={"person": subject, "family": family})
@@ -235,4 +238,4 @@ class RefreshTokenGrant(PersonGrantMixin, grants.BaseGrant, grants.TokenEndpoint
                       InvalidGrantError("the refresh token was used before; every token of its family is "
                                         "revoked (RFC 9700 section 4.14.2)"), on_reuse)
         return self.issue_for_person(person_id=row["person_id"], subject=self.subject, family=row["family"],
-                                     spend=spend, event_type="token.refreshed")
+                                     spend=spend, event_type="token.refreshed", family_ends=row["expires_at"])
