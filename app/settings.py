@@ -79,6 +79,7 @@ DEFAULTS: dict[str, object] = {
     "FETCH_TIMEOUT": 3.0,
     "FETCH_MAX_BYTES": 64 * 1024,
     "FETCH_CACHE_SECONDS": 300,
+    "FETCH_FAILURE_CACHE_SECONDS": 10,  # a key set that could not be fetched is not tried again sooner
     "ASSERTION_MAX_LIFETIME": 300,
     # Client ID Metadata Documents (app.registration.documents): a client_id that is an https
     # URL names a document of its metadata, fetched and kept within these bounds (seconds),

@@ -242,3 +242,46 @@ def test_a_trickling_answer_is_given_up_after_the_timeout_in_all(app):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_failed_fetch_is_remembered_for_a_while_then_tried_again(app):
+    """A key set fetched on a stranger's request: while its host fails, each request does not
+    make this server ask again; after FETCH_FAILURE_CACHE_SECONDS it does, and a success is kept."""
+    import http.server
+
+    from app.support import clock
+
+    from .servers import serve_in_background
+
+    answers, asked = [(503, b"down"), (200, b'{"keys": []}')], []
+
+    class Flaky(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            status, body = answers[min(len(asked), 1)]
+            asked.append(self.path)
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    serve_in_background(server)
+    app.config.update(FETCH_ALLOW_HTTP_LOOPBACK=True)
+    fetch.clear_cache()
+    url = f"http://127.0.0.1:{server.server_port}/jwks.json"
+    try:
+        for _ in range(3):
+            with pytest.raises(fetch.FetchError, match="503"):
+                fetch.fetch_json(url)
+        assert len(asked) == 1
+        clock.advance(app.config["FETCH_FAILURE_CACHE_SECONDS"] + 1)
+        assert fetch.fetch_json(url) == {"keys": []} == fetch.fetch_json(url)
+        assert len(asked) == 2
+    finally:
+        server.shutdown()
+        server.server_close()
+        fetch.clear_cache()

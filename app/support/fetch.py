@@ -157,19 +157,32 @@ def classify_host(host: str | ipaddress.IPv4Address | ipaddress.IPv6Address) -> 
 
 
 def fetch_json(url: str) -> dict:
-    """GET a JSON object, safely (see the module docstring). Cached per process."""
+    """GET a JSON object, safely (see the module docstring). Cached per process, a failure too
+    for FETCH_FAILURE_CACHE_SECONDS: a key set is fetched on a stranger's request (an assertion
+    naming a client or a trusted issuer), and without that memory each such request would make
+    this server fetch again from a host that is down, and wait up to FETCH_TIMEOUT for it."""
     config = current_app.config
     now = clock.timestamp()
     with _lock:
         hit = _cache.get(url)
     if hit and hit[0] > now:
+        if isinstance(hit[1], FetchError):
+            raise FetchError(str(hit[1]))
         return hit[1]
-    value = inline.blocking(_fetch, url)  # resolving and fetching wait on the network
+    try:
+        value = inline.blocking(_fetch, url)  # resolving and fetching wait on the network
+    except FetchError as exc:
+        _keep(url, now + float(config["FETCH_FAILURE_CACHE_SECONDS"]), exc)
+        raise
+    _keep(url, now + float(config["FETCH_CACHE_SECONDS"]), value)
+    return value
+
+
+def _keep(url: str, until: float, value: dict | FetchError) -> None:
     with _lock:
         if len(_cache) >= CACHE_ENTRIES:
             _cache.pop(next(iter(_cache)))
-        _cache[url] = (now + float(config["FETCH_CACHE_SECONDS"]), value)
-    return value
+        _cache[url] = (until, value)
 
 
 def fetch_bytes(url: str, *, accept: str, max_bytes: int) -> bytes:
@@ -252,7 +265,7 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-_cache: dict[str, tuple[float, dict]] = {}
+_cache: dict[str, tuple[float, dict | FetchError]] = {}
 _lock = threading.Lock()
 
 
