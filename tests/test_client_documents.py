@@ -765,6 +765,14 @@ def test_adding_a_document_that_cannot_be_used_registers_nothing(docs, runner, p
     assert count(Client) == 0 and not events("client.registered")
 
 
+def test_no_document_is_added_while_documents_are_switched_off(docs, runner, app):
+    app.config["CLIENT_ID_DOCUMENTS"] = False
+    url = docs.publish("/machine.json", machine_document(jwks=public_jwks(new_key("a"))))
+    failed = runner.invoke(args=["document", "add", url])
+    assert failed.exit_code == 1 and "switched off" in failed.output
+    assert not docs.hits and count(Client) == 0
+
+
 def test_the_console_shows_the_document_and_refreshes_it(docs, app, client):
     url = docs.publish("/doc.json", public_document(), Cache_Control="max-age=3600")
     documents.resolve(url)

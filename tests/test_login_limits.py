@@ -28,7 +28,8 @@ def _requests_on_their_own(app):
 def second_instance(app, settings):
     """Another app on the same database, as another gunicorn worker or instance would be."""
     other = create_app({"INSTANCE_PATH": app.config["INSTANCE_PATH"], "DATABASE_URL": app.config["DATABASE_URL"],
-                        **TEST_SECRETS, **LEAST_PASSWORD_COST, "RATELIMIT_STORAGE_URI": "memory://", **settings}, check=False)
+                        **TEST_SECRETS, **LEAST_PASSWORD_COST, "RATELIMIT_STORAGE_URI": "memory://", **settings},
+                       check=False)
     other.config["TESTING"] = True
     fresh_context_per_request(other)
     yield other

@@ -281,6 +281,8 @@ def add(url: str, *, actor: str) -> ClientDocument:
     """An administrator names a document URL before its client is seen (a machine agent, which
     never visits the authorization endpoint): fetched now and registered as on first sight,
     pending (or approved by a trusted publisher's rule); audited. Raises ``DocumentError``."""
+    if not current_app.config["CLIENT_ID_DOCUMENTS"]:
+        raise DocumentError("client ID metadata documents are switched off here (OSTIARY_CLIENT_ID_DOCUMENTS)")
     url = check_url(url)
     if db.session.get(ClientDocument, url) is not None:
         raise DocumentError(f"{url} is a client here already; `ostiary document refresh` fetches it again")
