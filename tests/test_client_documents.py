@@ -755,14 +755,15 @@ def test_an_administrator_adds_a_machine_agents_document_before_its_first_token(
     assert docs.hits["/machine.json"] == 1  # the fetched document is still fresh
 
 
-@pytest.mark.parametrize("path, told", [
-    ("/gone.json", "answered HTTP 404"),
-    ("/a/../b.json", "must not have . or .. path segments"),
+@pytest.mark.parametrize("path, told, fetched", [
+    ("/gone.json", "answered HTTP 404", True),
+    ("/a/../b.json", "must not have . or .. path segments", False),  # refused before any fetch
 ])
-def test_adding_a_document_that_cannot_be_used_registers_nothing(docs, runner, path, told):
+def test_adding_a_document_that_cannot_be_used_registers_nothing(docs, runner, path, told, fetched):
     failed = runner.invoke(args=["document", "add", docs.url(path)])
     assert failed.exit_code == 1 and told in failed.output
     assert count(Client) == 0 and not events("client.registered")
+    assert [e.actor for e in events("client_document.fetch_failed")] == ([actor()] if fetched else [])
 
 
 def test_no_document_is_added_while_documents_are_switched_off(docs, runner, app):
