@@ -161,22 +161,17 @@ def load(overrides: dict | None = None, environ=None) -> dict:
     if values["SIGNING_ALG"] not in ("ES256", "RS256"):
         raise SettingsError("OSTIARY_SIGNING_ALG must be ES256 or RS256")
     for name in ("WORKERS", "THREADS", "PROXY_HOPS"):
-        if not isinstance(values[name], int) or isinstance(values[name], bool) or values[name] < 0:
-            raise SettingsError(f"{ENV_PREFIX}{name} must be a whole number")
+        _whole(values, name)
     if values["THREADS"] < 1:
         raise SettingsError(f"{ENV_PREFIX}THREADS must be at least 1")
     for name in ("LOGIN_FAILURE_WINDOW", "LOGIN_MAX_FAILURES_PER_ADDRESS", "LOGIN_MAX_FAILURES_PER_ACCOUNT"):
         # No "0 is off": a console without a failed-login limit is not a configuration to offer.
-        if not isinstance(values[name], int) or isinstance(values[name], bool) or values[name] < 1:
-            raise SettingsError(f"{ENV_PREFIX}{name} must be a whole number of at least 1")
+        _whole(values, name, 1)
     for name, floor in (("PASSWORD_TIME_COST", PASSWORD_FLOOR[0]), ("PASSWORD_MEMORY_KIB", PASSWORD_FLOOR[1])):
-        if not isinstance(values[name], int) or isinstance(values[name], bool) or values[name] < floor:
-            raise SettingsError(f"{ENV_PREFIX}{name} must be a whole number of at least {floor} (OWASP's "
-                                "least argon2id cost: time 2, memory 19456 KiB)")
+        _whole(values, name, floor, " (OWASP's least argon2id cost: time 2, memory 19456 KiB)")
     for name in ("APPROVAL_DAYS", "REVIEW_DAYS", "REVIEW_WINDOW_DAYS", "REVIEW_GRACE_DAYS",
                  "EVIDENCE_REQUIRED_FROM_LEVEL", "SECRET_ROTATION_GRACE"):
-        if not isinstance(values[name], int) or isinstance(values[name], bool) or values[name] < 0:
-            raise SettingsError(f"{ENV_PREFIX}{name} must be a whole number")
+        _whole(values, name)
     if not 0 <= values["CLIENT_DOCUMENT_MIN_CACHE"] <= values["CLIENT_DOCUMENT_MAX_CACHE"]:
         raise SettingsError(f"{ENV_PREFIX}CLIENT_DOCUMENT_MIN_CACHE must be at least 0 and at most "
                             f"{ENV_PREFIX}CLIENT_DOCUMENT_MAX_CACHE")
@@ -184,6 +179,14 @@ def load(overrides: dict | None = None, environ=None) -> dict:
         raise SettingsError(f"{ENV_PREFIX}REVIEW_DAYS must be at least 1 and at most "
                             f"{ENV_PREFIX}APPROVAL_DAYS, itself at most three years (1095 days)")
     return values
+
+
+def _whole(values: dict, name: str, least: int = 0, why: str = "") -> None:
+    """Refuse a setting that is not a whole number of at least ``least`` (a bool is none)."""
+    value = values[name]
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        bound = f" of at least {least}" if least else ""
+        raise SettingsError(f"{ENV_PREFIX}{name} must be a whole number{bound}{why}")
 
 
 def check_workers(values: dict, workers: int) -> None:
