@@ -286,15 +286,7 @@ def add(url: str, *, actor: str) -> ClientDocument:
     url = check_url(url)
     if db.session.get(ClientDocument, url) is not None:
         raise DocumentError(f"{url} is a client here already; `ostiary document refresh` fetches it again")
-    _end_reads()
-    try:
-        fetched = fetch_document(url)
-    except DocumentError as exc:
-        _failed(url, str(exc), False, actor)
-        raise
-    _first_seen(fetched, actor=actor)
-    _remember(url, fetched.fresh_until.timestamp())
-    return db.session.get(ClientDocument, url)
+    return _fetch_now(url, known=False, actor=actor)
 
 
 def refresh(client_id: str, *, actor: str) -> ClientDocument:
@@ -303,16 +295,24 @@ def refresh(client_id: str, *, actor: str) -> ClientDocument:
     known = db.session.get(ClientDocument, client_id) if is_url_id(client_id) else None
     if known is None:
         raise DocumentError(f"{client_id!r} is not a client of a metadata document here")
+    return _fetch_now(client_id, known=True, actor=actor)
+
+
+def _fetch_now(url: str, *, known: bool, actor: str) -> ClientDocument:
+    """An administrator's fetch (``add``, ``refresh``): the document applied to its client, or
+    registered as on first sight when ``known`` is false; a failure audited as theirs, and for
+    a known client remembered (it is stopped with the reason until a fetch succeeds)."""
     _end_reads()
     try:
-        fetched = fetch_document(client_id)
+        fetched = fetch_document(url)
     except DocumentError as exc:
-        _failed(client_id, str(exc), True, actor)
-        _remember_failure(client_id, str(exc))
+        _failed(url, str(exc), known, actor)
+        if known:
+            _remember_failure(url, str(exc))
         raise
-    _apply(fetched, actor=actor)
-    _remember(client_id, fetched.fresh_until.timestamp())
-    return db.session.get(ClientDocument, client_id)
+    (_apply if known else _first_seen)(fetched, actor=actor)
+    _remember(url, fetched.fresh_until.timestamp())
+    return db.session.get(ClientDocument, url)
 
 
 def _end_reads() -> None:
