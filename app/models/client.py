@@ -1,4 +1,6 @@
 """A registered client (an agent or workload) and the approval that made it trusted."""
+import re
+
 from sqlalchemy import JSON, ForeignKey, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -76,6 +78,16 @@ def might_be_id(value) -> bool:
     PostgreSQL (its text refuses it), so such a value is no client, said before any read."""
     return (isinstance(value, str) and 0 < len(value) <= CLIENT_ID_MAX
             and not any(c < " " or c == "\x7f" for c in value))
+
+
+# A path segment of a URL client id (draft-ietf-oauth-client-id-metadata-document section 3 and
+# RFC 3986 section 3.3, narrowed): unreserved characters and sub-delims but ';' (a parameter some
+# servers cut the segment at: "..;" is ".." to them). No percent-encoding at all: "%2e", "%2f",
+# "%5c" and a doubly encoded "%252e" are decoded by some servers into what the prefix of a trusted
+# publisher was meant to exclude, and a document URL has no need of them. The document URLs
+# (app.registration.documents) and the trusted publishers' prefixes (app.trust.document_publishers)
+# are held to it alike.
+URL_ID_SEGMENT = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,=]*")
 
 
 def is_url_id(client_id) -> bool:

@@ -59,6 +59,7 @@ from app.models.client import (
     EXPIRED,
     PENDING,
     SUSPENDED,
+    URL_ID_SEGMENT,
     is_url_id,
     might_be_id,
 )
@@ -95,12 +96,6 @@ UNREACHABLE = ("the client's metadata document could not be fetched from its URL
                "https from a public address, answering 200 with a JSON object and no redirect")
 NOT_SEEN = ("a client of a metadata document is first seen at the authorization endpoint, or added by an "
             "administrator (ostiary document add): this URL has been neither, so it is no client here yet")
-# draft-ietf-oauth-client-id-metadata-document section 3 and RFC 3986 section 3.3, narrowed: a
-# path segment of unreserved characters and sub-delims but ';' (a parameter some servers cut the
-# segment at: "..;" is ".." to them). No percent-encoding at all: "%2e", "%2f", "%5c" and a
-# doubly encoded "%252e" are decoded by some servers into what the prefix of a trusted publisher
-# was meant to exclude, and a document URL has no need of them.
-SEGMENT = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,=]*")
 NETLOC = re.compile(r"(?:[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -143,7 +138,7 @@ def check_url(url) -> str:
     user info, no ``.`` or ``..`` segments; it SHOULD NOT have a query, refused here), the
     fetcher's (no private or loopback address, unless FETCH_ALLOW_HTTP_LOOPBACK), and a narrow
     grammar on top, so that the URL is read the same by every server that could serve it and
-    a trusted publisher's prefix cannot be escaped (``SEGMENT``): no control character, no
+    a trusted publisher's prefix cannot be escaped (``URL_ID_SEGMENT``): no control character, no
     ``\\``, no ``;``, no percent-encoding, no empty segment but a last. At most CLIENT_ID_MAX
     characters (the column's bound)."""
     if not isinstance(url, str) or len(url) > CLIENT_ID_MAX:
@@ -172,7 +167,7 @@ def check_url(url) -> str:
     if "" in segments[:-1]:
         raise DocumentError("a client_id URL must not have an empty path segment (//)")
     if (parts.scheme not in ("https", "http") or not NETLOC.fullmatch(parts.netloc)
-            or not all(SEGMENT.fullmatch(segment) for segment in segments)):
+            or not all(URL_ID_SEGMENT.fullmatch(segment) for segment in segments)):
         raise DocumentError("a client_id URL must be https://host[:port]/path, its path letters, digits and "
                             "-._~!$&'()*+,= between slashes (no ';', no '@', no ':')")
     return url

@@ -10,7 +10,6 @@ person to review.
 """
 from __future__ import annotations
 
-import re
 from urllib.parse import urlsplit
 
 from flask import current_app
@@ -19,14 +18,12 @@ from sqlalchemy import select
 from app import audit
 from app.extensions import db
 from app.models import DocumentPublisher
+from app.models.client import URL_ID_SEGMENT
 from app.policy import scopes as catalogue
 from app.support import clock, fetch
 
 MAX_DAYS = 3 * 365  # an approval expires within three years (app.registration.lifecycle.check_grant)
 DEFAULT_PORTS = {"https": 443, "http": 80}
-# The path grammar of a client id URL (app.registration.documents.SEGMENT): no percent-encoding,
-# no ';', no backslash, so that no server reads a path under the prefix as one outside it.
-SEGMENT = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,=]*")
 
 
 class DocumentPublisherError(ValueError):
@@ -36,7 +33,7 @@ class DocumentPublisherError(ValueError):
 def check_prefix(prefix) -> str:
     """An https origin and a path prefix ending in ``/``, so that ``…/agents/`` never covers
     ``…/agents-of-someone-else/``; no query, fragment or user info, no dot segments, and the
-    path grammar of a document URL (``SEGMENT``). Loopback only under
+    path grammar of a document URL (``URL_ID_SEGMENT``). Loopback only under
     FETCH_ALLOW_HTTP_LOOPBACK, as for the documents themselves. Returns it normalised as
     ``covers`` compares it: scheme and host lower-cased, a default port dropped."""
     if not isinstance(prefix, str) or len(prefix) > 512:
@@ -52,7 +49,7 @@ def check_prefix(prefix) -> str:
     segments = parts.path.split("/")[1:-1]
     if {".", ".."} & set(segments):
         raise DocumentPublisherError("the prefix must not have . or .. path segments")
-    if "" in segments or "%" in prefix or "\\" in prefix or not all(SEGMENT.fullmatch(s) for s in segments):
+    if "" in segments or "%" in prefix or "\\" in prefix or not all(URL_ID_SEGMENT.fullmatch(s) for s in segments):
         raise DocumentPublisherError("the prefix's path must be letters, digits and -._~!$&'()*+,= between "
                                      "single slashes, as a document URL's is (no percent-encoding, ';' or '\\')")
     return _origin(parts) + parts.path
