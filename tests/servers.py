@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import requests
@@ -23,6 +24,23 @@ TEST_SECRETS = {"SECRET_KEY": "test-secret-key-" + "s" * 32,
 # Every server and app of the suite hashes passwords at the least cost the settings accept, a
 # fifth of the default's time (the same argon2id code; the default is what deployments get).
 LEAST_PASSWORD_COST = {"PASSWORD_TIME_COST": 2, "PASSWORD_MEMORY_KIB": 19456}
+
+
+class LoopbackHTTPServer(ThreadingHTTPServer):
+    """A test's HTTP server on 127.0.0.1. Its ``server_close()`` waits for the answers in flight,
+    so none outlives the test that made it; an answer the client hung up on (a fetch that
+    refused a body by its Content-Length, then closed) is kept in ``errors``, not printed: printed
+    from a late thread, it would land in whatever captures standard error then, a later test's
+    CLI output among them."""
+
+    daemon_threads = False
+
+    def __init__(self, handler):
+        super().__init__(("127.0.0.1", 0), handler)
+        self.errors: list[BaseException] = []
+
+    def handle_error(self, request, client_address):
+        self.errors.append(sys.exc_info()[1])
 
 
 def serve_in_background(server) -> threading.Thread:

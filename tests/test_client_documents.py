@@ -12,7 +12,7 @@ import re
 import secrets
 import threading
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from joserfc import jwt
@@ -37,7 +37,7 @@ from .factories import (
     public_jwks,
     sqlite_write_lock_is_free,
 )
-from .servers import serve_in_background
+from .servers import LoopbackHTTPServer, serve_in_background
 from .test_authorization_code import HIDDEN, PASSWORD, pkce
 from .token_actions import ASSERTION_TYPE, ISSUER
 
@@ -77,7 +77,7 @@ class DocumentHost:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = LoopbackHTTPServer(Handler)
         self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
         serve_in_background(self.server)
 

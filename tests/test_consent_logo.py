@@ -19,7 +19,7 @@ from app.models.client import DENIED, PENDING, RETIRED, SUSPENDED
 from app.oauth import logos
 
 from .factories import make_client, sqlite_write_lock_is_free
-from .servers import serve_in_background
+from .servers import LoopbackHTTPServer, serve_in_background
 from .test_authorization_code import (
     PERSON_GRANTS,
     REDIRECT,
@@ -84,7 +84,7 @@ class ImageServer:
             def log_message(self, *args):
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = LoopbackHTTPServer(Handler)
         self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         serve_in_background(self.httpd)
 
